@@ -1,0 +1,416 @@
+"""Inference on a LoadedModel: next-token distributions, generation, log-probs, hidden states.
+
+Every function here is pure: it reads the model and never changes it, so pages, the CLI
+and analysis code can share one cached model. Log-probabilities are computed in fp32
+whatever dtype the weights have. Batched calls pad on the right and pass the attention mask,
+so a batched result equals the single-prompt result (tests check this).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from core.models import LoadedModel
+
+NUMBER_WORDS = {
+    "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+    "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
+}
+
+
+# Prompt formatting and encoding
+
+def format_prompt(lm: LoadedModel, text: str, chat: bool = False, system: str | None = None) -> str:
+    """Return the text the model sees: `text` itself, or wrapped in the chat template.
+
+    With `chat=True` and a model without a chat template, `text` is returned unchanged.
+    """
+    if not chat or not lm.has_chat_template:
+        return text
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": text}
+    ]
+    return lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def encode(lm: LoadedModel, text: str, templated: bool = False) -> list[int]:
+    """Tokenize a prompt. Text from the chat template already has its special tokens."""
+    return lm.tokenizer(text, add_special_tokens=not templated)["input_ids"]
+
+
+def _pad_right(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    max_len = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), max_len), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), max_len), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def _logps(lm: LoadedModel, seqs: list[list[int]]) -> torch.Tensor:
+    """Return fp32 log-softmax over the vocabulary for right-padded sequences, (B, T, V)."""
+    ids, mask = _pad_right(seqs, lm.tokenizer.pad_token_id, lm.device)
+    logits = lm.model(input_ids=ids, attention_mask=mask).logits  # (B, T, V)
+    return F.log_softmax(logits.float(), dim=-1)
+
+
+# Next-token distribution
+
+@dataclass
+class TokenProb:
+    """One entry of a next-token distribution."""
+
+    token: str  # decoded text of the token, e.g. " four"
+    token_id: int
+    prob: float
+    logp: float
+
+
+@dataclass
+class CandidateScore:
+    """The probability of a whole candidate answer after the prompt.
+
+    A candidate of several tokens is scored exactly: its log-prob is the sum of each token's
+    log-prob given the prompt and the tokens before it.
+    """
+
+    text: str
+    tokens: list[str]
+    logp: float  # sum over the candidate's tokens, natural log
+    logp_per_token: float  # logp divided by the number of tokens
+    prob: float  # exp(logp)
+
+
+@dataclass
+class NextTokenResult:
+    """The model's distribution over the token that follows a prompt."""
+
+    prompt: str
+    model_input: str  # the prompt after the chat template, if one was applied
+    top: list[TokenProb]
+    entropy_nats: float  # of the full next-token distribution; 0 means certain
+    candidates: list[CandidateScore] = field(default_factory=list)
+    merged: dict[str, float] = field(default_factory=dict)  # answer -> summed probability
+
+    @property
+    def entropy_bits(self) -> float:
+        return self.entropy_nats / math.log(2)
+
+
+def normalize_answer(text: str) -> str:
+    """Map surface forms of one answer to one key: " Four", "four." and " 4" become "4"."""
+    key = re.sub(r"[^\w]+", " ", text.lower()).strip()
+    return NUMBER_WORDS.get(key, key)
+
+
+def score_candidates(lm: LoadedModel, prompt_ids: list[int], candidates: list[str]) -> list[CandidateScore]:
+    """Score each candidate continuation of a tokenized prompt by its exact log-probability."""
+    cand_ids = [lm.tokenizer(c, add_special_tokens=False)["input_ids"] for c in candidates]
+    empty = [c for c, ids in zip(candidates, cand_ids) if not ids]
+    if empty:
+        raise ValueError(f"Candidate answers {empty!r} are empty; type at least one character.")
+    logps = _logps(lm, [prompt_ids + ids for ids in cand_ids])  # (C, T, V)
+    scores = []
+    start = len(prompt_ids)
+    for row, (text, ids) in enumerate(zip(candidates, cand_ids)):
+        positions = torch.arange(start - 1, start - 1 + len(ids), device=logps.device)
+        token_logps = logps[row, positions, torch.tensor(ids, device=logps.device)]
+        total = float(token_logps.sum())
+        scores.append(CandidateScore(
+            text=text, tokens=[lm.tokenizer.decode([i]) for i in ids], logp=total,
+            logp_per_token=total / len(ids), prob=math.exp(total),
+        ))
+    return scores
+
+
+def next_token_distribution(
+    lm: LoadedModel,
+    prompt: str,
+    top_k: int = 10,
+    candidates: list[str] | None = None,
+    chat: bool = False,
+    merge_forms: bool = True,
+) -> NextTokenResult:
+    """Compute the next-token distribution after `prompt`.
+
+    Returns the `top_k` most likely tokens, the entropy of the whole distribution, and, for
+    each candidate answer, its exact probability. With `merge_forms`, candidates that are
+    surface forms of one answer (" four", " Four", " 4") are also summed under one key.
+    """
+    if not prompt:
+        raise ValueError("The prompt is empty; type a prompt such as 'Two plus two equals'.")
+    if top_k < 1:
+        raise ValueError(f"top_k={top_k} is invalid; use 1 or more.")
+    model_input = format_prompt(lm, prompt, chat=chat)
+    prompt_ids = encode(lm, model_input, templated=model_input != prompt)
+    logps = _logps(lm, [prompt_ids])[0, -1]  # (V,)
+    probs = logps.exp()
+    entropy = float(-(probs * logps).sum())
+    top = torch.topk(logps, k=min(top_k, logps.numel()))
+    top_tokens = [
+        TokenProb(lm.tokenizer.decode([int(i)]), int(i), float(v.exp()), float(v))
+        for v, i in zip(top.values, top.indices)
+    ]
+    result = NextTokenResult(prompt, model_input, top_tokens, entropy)
+    if candidates:
+        result.candidates = score_candidates(lm, prompt_ids, candidates)
+        if merge_forms:
+            for cand in result.candidates:
+                key = normalize_answer(cand.text)
+                result.merged[key] = result.merged.get(key, 0.0) + cand.prob
+    return result
+
+
+# Generation
+
+@dataclass
+class GenerationConfig:
+    """Decoding settings shared by every model in a comparison."""
+
+    max_new_tokens: int = 40  # tokens generated after the prompt
+    do_sample: bool = True  # False means greedy decoding
+    temperature: float = 1.0  # divides the logits before sampling; must be > 0
+    top_k: int = 0  # keep only the k most likely tokens; 0 turns the filter off
+    top_p: float = 1.0  # keep the smallest set of tokens whose mass reaches p; 1.0 is off
+    n_samples: int = 1  # continuations per prompt
+    seed: int = 0  # the same seed gives the same samples from the same model
+    chat: bool = False  # wrap the prompt in the model's chat template, when it has one
+
+    def validate(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens={self.max_new_tokens} is invalid; use 1 or more.")
+        if self.do_sample and self.temperature <= 0:
+            raise ValueError(
+                f"temperature={self.temperature} is invalid; use a value above 0, or greedy."
+            )
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p={self.top_p} is invalid; use a value in (0, 1].")
+        if self.top_k < 0:
+            raise ValueError(f"top_k={self.top_k} is invalid; use 0 (off) or more.")
+        if self.n_samples < 1:
+            raise ValueError(f"n_samples={self.n_samples} is invalid; use 1 or more.")
+
+
+@dataclass
+class Generation:
+    """One generated continuation with each token's log-prob under the generating model."""
+
+    prompt: str
+    text: str  # the continuation only
+    tokens: list[str]
+    token_ids: list[int]
+    token_logps: list[float]  # log P(token | everything before), untempered, natural log
+    finished: bool  # True when the model emitted EOS before max_new_tokens
+
+    @property
+    def mean_logp(self) -> float:
+        return sum(self.token_logps) / max(len(self.token_logps), 1)
+
+
+def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Mask tokens outside the top-k and the top-p nucleus with -inf; logits are (B, V)."""
+    if top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        # keep a token while the mass before it is below top_p, so the top token always stays
+        drop_sorted = (cumulative - sorted_logits.softmax(-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def generate(lm: LoadedModel, prompt: str, config: GenerationConfig | None = None) -> list[Generation]:
+    """Generate `config.n_samples` continuations of one prompt.
+
+    Sampling uses its own seeded torch.Generator, so concurrent users never disturb each
+    other's random state and the same seed reproduces the same text.
+    """
+    config = config or GenerationConfig()
+    config.validate()
+    if not prompt:
+        raise ValueError("The prompt is empty; type a prompt to continue.")
+    model_input = format_prompt(lm, prompt, chat=config.chat)
+    prompt_ids = encode(lm, model_input, templated=model_input != prompt)
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    ids = torch.tensor([prompt_ids] * config.n_samples, device=lm.device)  # (N, T)
+    eos_id = lm.tokenizer.eos_token_id
+    out_ids, out_logps = [], []
+    finished = torch.zeros(config.n_samples, dtype=torch.bool, device=lm.device)
+    past, step_input = None, ids
+    for _ in range(config.max_new_tokens):
+        output = lm.model(input_ids=step_input, cache=past, use_cache=True, logits_to_keep=1)
+        past = output.cache
+        logits = output.logits[:, -1].float()  # (N, V)
+        logps = F.log_softmax(logits, dim=-1)
+        if config.do_sample:
+            filtered = _filter_logits(logits / config.temperature, config.top_k, config.top_p)
+            probs = filtered.softmax(-1).cpu()
+            next_ids = torch.multinomial(probs, 1, generator=generator).to(lm.device)  # (N, 1)
+        else:
+            next_ids = logits.argmax(-1, keepdim=True)
+        out_ids.append(next_ids)
+        out_logps.append(logps.gather(1, next_ids))
+        if eos_id is not None:
+            finished = finished | (next_ids.squeeze(1) == eos_id)
+        if bool(finished.all()):
+            break
+        step_input = next_ids
+    return _collect(lm, prompt, torch.cat(out_ids, 1), torch.cat(out_logps, 1), eos_id)
+
+
+def _collect(lm, prompt, new_ids, new_logps, eos_id) -> list[Generation]:
+    results = []
+    for row_ids, row_logps in zip(new_ids.tolist(), new_logps.tolist()):
+        finished = eos_id is not None and eos_id in row_ids
+        if finished:
+            cut = row_ids.index(eos_id)
+            row_ids, row_logps = row_ids[:cut], row_logps[:cut]
+        results.append(Generation(
+            prompt=prompt, text=lm.tokenizer.decode(row_ids, skip_special_tokens=True),
+            tokens=[lm.tokenizer.decode([i]) for i in row_ids], token_ids=row_ids,
+            token_logps=row_logps,
+            finished=finished,
+        ))
+    return results
+
+
+# Log-probs of given text
+
+@dataclass
+class TokenLogprobs:
+    """Log-prob of every token of a text given the tokens before it."""
+
+    tokens: list[str]
+    token_ids: list[int]
+    logps: list[float | None]  # None for the first token, which has no context to predict it
+
+
+@torch.no_grad()
+def token_logprobs(lm: LoadedModel, text: str) -> TokenLogprobs:
+    """Return the per-token log-probs of `text` under the model."""
+    ids = encode(lm, text)
+    if not ids:
+        raise ValueError("The text is empty; there is nothing to score.")
+    logps = _logps(lm, [ids])[0]  # (T, V)
+    scored = logps[:-1].gather(1, torch.tensor(ids[1:], device=logps.device)[:, None])[:, 0]
+    return TokenLogprobs(
+        tokens=[lm.tokenizer.decode([i]) for i in ids], token_ids=ids,
+        logps=[None] + [float(v) for v in scored],
+    )
+
+
+@torch.no_grad()
+def sequence_logprobs(
+    lm: LoadedModel, prompts: list[str], completions: list[str], batch_size: int = 16
+) -> list[float]:
+    """Return log P(completion | prompt) for each pair, summed over the completion's tokens.
+
+    The prompt and completion are tokenized separately and joined, so no token spans the
+    boundary. An empty prompt scores the completion as a whole text from its first token on.
+    """
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions; pass pairs.")
+    totals: list[float] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = list(zip(prompts[start:start + batch_size], completions[start:start + batch_size]))
+        seqs, spans = [], []
+        for prompt, completion in chunk:
+            p_ids = encode(lm, prompt) if prompt else []
+            c_ids = lm.tokenizer(completion, add_special_tokens=not p_ids)["input_ids"]
+            seqs.append(p_ids + c_ids)
+            spans.append((max(len(p_ids), 1), len(p_ids) + len(c_ids)))
+        logps = _logps(lm, seqs)  # (B, T, V)
+        for row, (seq, (first, end)) in enumerate(zip(seqs, spans)):
+            targets = torch.tensor(seq[first:end], device=logps.device)
+            picked = logps[row, first - 1:end - 1].gather(1, targets[:, None])
+            totals.append(float(picked.sum()))
+    return totals
+
+
+# Hidden states and the logit lens
+
+@torch.no_grad()
+def hidden_states(
+    lm: LoadedModel, texts: list[str], batch_size: int = 16, chat: bool = False
+) -> dict[str, torch.Tensor]:
+    """Return pooled hidden states of every layer for each text, in fp32 on the CPU.
+
+    Returns `{"last": (L+1, N, D), "mean": (L+1, N, D)}`: index 0 is the embedding output and
+    index L the final layer (after the final norm, as transformers reports it). "last" is the
+    state at the last prompt token; "mean" averages the real tokens but leaves out position
+    0, whose activations are outsized in GPT-2-style models (a one-token text keeps it).
+    """
+    if not texts:
+        raise ValueError("No texts given; pass at least one prompt.")
+    pooled_last, pooled_mean = [], []
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start:start + batch_size]
+        inputs = [format_prompt(lm, t, chat=chat) for t in chunk]
+        seqs = [encode(lm, x, templated=x != t) for x, t in zip(inputs, chunk)]
+        ids, mask = _pad_right(seqs, lm.tokenizer.pad_token_id, lm.device)
+        out = lm.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        states = torch.stack(out.hidden_states).float()  # (L+1, B, T, D)
+        lengths = mask.sum(1)  # (B,)
+        rows = torch.arange(len(seqs), device=states.device)
+        pooled_last.append(states[:, rows, lengths - 1].cpu())  # (L+1, B, D)
+        keep = mask.clone().float()
+        keep[lengths > 1, 0] = 0.0  # leave out position 0 unless it is the only token
+        weights = keep / keep.sum(1, keepdim=True)  # (B, T)
+        pooled_mean.append(torch.einsum("lbtd,bt->lbd", states, weights).cpu())
+    return {"last": torch.cat(pooled_last, 1), "mean": torch.cat(pooled_mean, 1)}
+
+
+@dataclass
+class LogitLens:
+    """The raw logit lens: each layer's hidden state read through the final norm and head."""
+
+    tokens: list[str]  # the input tokens, one per position
+    target: str  # the token whose probability the grid shows
+    probs: list[list[float]]  # (L+1, T): P(target) read from layer l at position t
+    top_tokens: list[list[str]]  # (L+1, T): the most likely token read from each cell
+
+
+def _final_norm(model: torch.nn.Module):
+    base = model.base_model
+    for attr in ("ln_f", "norm", "final_layernorm"):
+        if hasattr(base, attr):
+            return getattr(base, attr)
+    raise ValueError(f"Cannot find the final norm of {type(model).__name__} for the logit lens.")
+
+
+@torch.no_grad()
+def logit_lens(lm: LoadedModel, prompt: str, candidate: str, chat: bool = False) -> LogitLens:
+    """Compute the raw logit lens (nostalgebraist 2020) for the first token of `candidate`.
+
+    Intermediate layers are not trained to be read this way, so early rows are noisy; tuned
+    lenses correct for that, and this is deliberately the raw one.
+    """
+    cand_ids = lm.tokenizer(candidate, add_special_tokens=False)["input_ids"]
+    if not cand_ids:
+        raise ValueError("The candidate is empty; type the answer to follow, such as ' four'.")
+    model_input = format_prompt(lm, prompt, chat=chat)
+    ids = encode(lm, model_input, templated=model_input != prompt)
+    out = lm.model(input_ids=torch.tensor([ids], device=lm.device), output_hidden_states=True)
+    norm, head = _final_norm(lm.model), lm.model.get_output_embeddings()
+    layers = list(out.hidden_states)
+    normed = [norm(h) for h in layers[:-1]] + [layers[-1]]  # the last one is already normed
+    logps = F.log_softmax(head(torch.cat(normed)).float(), dim=-1)  # (L+1, T, V)
+    target = cand_ids[0]
+    top_ids = logps.argmax(-1)  # (L+1, T)
+    return LogitLens(
+        tokens=[lm.tokenizer.decode([i]) for i in ids],
+        target=lm.tokenizer.decode([target]),
+        probs=logps[:, :, target].exp().tolist(),
+        top_tokens=[[lm.tokenizer.decode([int(i)]) for i in row] for row in top_ids],
+    )
