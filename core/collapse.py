@@ -128,17 +128,20 @@ def model_fingerprint(lm: LoadedModel) -> str:
     return digest.hexdigest()
 
 
-def _hash_json(data) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+def cache_key(data) -> str:
+    """Return a 24-character hash of JSON-ready data, used in cache file names."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
+    """Return the folder of collapse and diversity results, creating it when missing."""
     root = paths.cache_dir() / "collapse"
     root.mkdir(parents=True, exist_ok=True)
     return root
 
 
-def _write_atomic(path: Path, write) -> None:
+def write_atomic(path: Path, write) -> None:
+    """Call `write(handle)` on a temporary file beside `path`, then rename it over `path`."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "wb") as handle:
@@ -168,13 +171,13 @@ def pooled_states(lm: LoadedModel, prompts: list[str], settings: CollapseSetting
     Each file holds an array of shape (n_layer + 1, N, D) in fp32, one per pooling.
     """
     fingerprint = fingerprint or model_fingerprint(lm)
-    key = _hash_json([CACHE_VERSION, fingerprint, prompts, settings.bf16])[:24]
-    files = {pooling: _cache_root() / f"states-{key}-{pooling}.npy" for pooling in POOLINGS}
+    key = cache_key([CACHE_VERSION, fingerprint, prompts, settings.bf16])
+    files = {pooling: cache_root() / f"states-{key}-{pooling}.npy" for pooling in POOLINGS}
     if all(path.is_file() for path in files.values()):
         return files
     pooled = _forward_pooled(lm, prompts, settings)
     for pooling, path in files.items():
-        _write_atomic(path, lambda handle, array=pooled[pooling]: np.save(handle, array))
+        write_atomic(path, lambda handle, array=pooled[pooling]: np.save(handle, array))
     return files
 
 
@@ -210,8 +213,8 @@ def model_geometry(lm: LoadedModel, prompts: list[str],
     settings.validate()
     _check_prompts(prompts)
     fingerprint = model_fingerprint(lm)
-    key = _hash_json([CACHE_VERSION, fingerprint, prompts, asdict(settings) | {"batch_size": 0}])
-    report_path = _cache_root() / f"geometry-{key[:24]}.json"
+    key = cache_key([CACHE_VERSION, fingerprint, prompts, asdict(settings) | {"batch_size": 0}])
+    report_path = cache_root() / f"geometry-{key}.json"
     if report_path.is_file():
         cached = ModelGeometry.from_dict(json.loads(report_path.read_text(encoding="utf-8")))
         if cached.states_path is not None and cached.states_path.is_file():
@@ -230,7 +233,7 @@ def model_geometry(lm: LoadedModel, prompts: list[str],
         states_path=files[settings.pooling],
     )
     text = json.dumps(result.to_dict())
-    _write_atomic(report_path, lambda handle: handle.write(text.encode("utf-8")))
+    write_atomic(report_path, lambda handle: handle.write(text.encode("utf-8")))
     return result
 
 
@@ -242,8 +245,8 @@ def null_geometry(n_prompts: int, dim: int, settings: CollapseSettings | None = 
     """
     settings = settings or CollapseSettings()
     settings.validate()
-    key = _hash_json([CACHE_VERSION, "null", n_prompts, dim, settings.n_boot, settings.seed])
-    report_path = _cache_root() / f"null-{key[:24]}.json"
+    key = cache_key([CACHE_VERSION, "null", n_prompts, dim, settings.n_boot, settings.seed])
+    report_path = cache_root() / f"null-{key}.json"
     if report_path.is_file():
         return ModelGeometry.from_dict(json.loads(report_path.read_text(encoding="utf-8")))
     points = geometry.gaussian_null(n_prompts, dim, seed=settings.seed)
@@ -254,7 +257,7 @@ def null_geometry(n_prompts: int, dim: int, settings: CollapseSettings | None = 
         spectrum=geometry.normalized_singular_values(points),
     )
     text = json.dumps(result.to_dict())
-    _write_atomic(report_path, lambda handle: handle.write(text.encode("utf-8")))
+    write_atomic(report_path, lambda handle: handle.write(text.encode("utf-8")))
     return result
 
 

@@ -41,6 +41,8 @@ def load_crows_pairs(source: str | Path | IO) -> pd.DataFrame:
     `stereo_antistereo` (`stereo` or `antistereo`) and `bias_type`; other columns are dropped.
     Raises BiasInputError naming the missing columns or the bad rows and the fix.
     """
+    if isinstance(source, (str, Path)) and not Path(source).is_file():
+        raise BiasInputError(f"CrowS-Pairs CSV {source} not found; give the path to a CSV file")
     try:
         table = pd.read_csv(source, dtype=str, keep_default_na=False)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
@@ -76,7 +78,7 @@ def score_crows_pairs(lm: LoadedModel, pairs: pd.DataFrame, batch_size: int = 16
     """
     n = len(pairs)
     sentences = list(pairs["sent_more"]) + list(pairs["sent_less"])
-    logps, _ = continuation_logprobs(lm, [""] * (2 * n), sentences, batch_size)
+    logps = continuation_logprobs(lm, [""] * (2 * n), sentences, batch_size)
     scored = pairs.copy()
     scored["logp_more"], scored["logp_less"] = logps[:n], logps[n:]
     scored["prefers_more"] = scored["logp_more"] > scored["logp_less"]

@@ -25,17 +25,25 @@ NUMBER_WORDS = {
 
 # Prompt formatting and encoding
 
-def format_prompt(lm: LoadedModel, text: str, chat: bool = False, system: str | None = None) -> str:
+def format_prompt(
+    lm: LoadedModel, text: str, chat: bool = False, system: str | None = None,
+    response_prefix: str = "",
+) -> str:
     """Return the text the model sees: `text` itself, or wrapped in the chat template.
 
-    With `chat=True` and a model without a chat template, `text` is returned unchanged.
+    With `chat=True`, `response_prefix` starts the assistant's reply (for example "The answer
+    is"), so the next token is the answer itself. A model without a chat template sees
+    `text` unchanged, followed by a space and the prefix when one is given.
     """
     if not chat or not lm.has_chat_template:
-        return text
+        return f"{text} {response_prefix}" if chat and response_prefix else text
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": text}
     ]
-    return lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    templated = lm.tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
+    return templated + response_prefix
 
 
 def encode(lm: LoadedModel, text: str, templated: bool = False) -> list[int]:
@@ -137,19 +145,21 @@ def next_token_distribution(
     candidates: list[str] | None = None,
     chat: bool = False,
     merge_forms: bool = True,
+    response_prefix: str = "",
 ) -> NextTokenResult:
     """Compute the next-token distribution after `prompt`.
 
     Returns the `top_k` most likely tokens, the entropy of the whole distribution, and, for
     each candidate answer, its exact probability. With `merge_forms`, candidates that are
     surface forms of one answer (" four", " Four", " 4") are also summed under one key.
+    With `chat`, `response_prefix` starts the assistant's reply (see `format_prompt`).
     """
     if not prompt:
         raise ValueError("The prompt is empty; type a prompt such as 'Two plus two equals'.")
     if top_k < 1:
         raise ValueError(f"top_k={top_k} is invalid; use 1 or more.")
-    model_input = format_prompt(lm, prompt, chat=chat)
-    prompt_ids = encode(lm, model_input, templated=model_input != prompt)
+    model_input = format_prompt(lm, prompt, chat=chat, response_prefix=response_prefix)
+    prompt_ids = encode(lm, model_input, templated=chat and lm.has_chat_template)
     logps = _logps(lm, [prompt_ids])[0, -1]  # (V,)
     probs = logps.exp()
     entropy = float(-(probs * logps).sum())

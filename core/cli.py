@@ -1,0 +1,51 @@
+"""Command line for the lab: `python -m core.cli <command> [options]`.
+
+Each module in `core/commands/` adds its commands through `register(subparsers)`, so the
+CLI offers what the browser offers (models, probabilities, generation, training, analysis)
+to homework scripts and headless machines. Every command takes `--json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import pkgutil
+import sys
+from typing import Any
+
+from core import commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core.cli",
+                                     description="Alignment Lab on the command line.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"core.commands.{info.name}")
+        if hasattr(module, "register"):
+            module.register(subparsers)
+    return parser
+
+
+def emit_json(data: Any) -> None:
+    """Print `data` as indented JSON on stdout (the form every `--json` flag gives)."""
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    from core.models import ModelError
+
+    try:
+        return int(args.func(args) or 0)
+    except (ModelError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Streamlit app entry and the UI helpers that every page shares."""

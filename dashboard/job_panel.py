@@ -1,0 +1,155 @@
+"""Streamlit view of one background job: status, queue place, Cancel, live charts, samples.
+
+Pages that start jobs through `core.jobs` (Align, Pretrain) call `show_job`. While the job is
+queued or running, the view is a fragment that rereads the job's files every POLL_S seconds,
+so only this part of the page redraws. When the job ends, the whole page reruns once, so the
+page can show the result.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Callable
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from core import jobs
+from dashboard import ui
+
+POLL_S = 1.0
+STATE_WORDS = {
+    "queued": "Waiting in the queue",
+    "running": "Training",
+    "done": "Finished",
+    "failed": "Failed",
+    "cancelled": "Cancelled",
+}
+
+
+@dataclass(frozen=True)
+class ChartSpec:
+    """One live chart: the metric keys drawn on it, and a plain-words caption."""
+
+    title: str
+    keys: tuple[str, ...]
+    caption: str
+
+
+def owner_id() -> str:
+    """Return this browser's id, kept in the URL so a reload still shows the user's own jobs."""
+    # NOTE: private copy until dashboard/ui.py offers one shared helper.
+    owner = st.session_state.get("owner_id") or st.query_params.get("owner")
+    if not owner:
+        owner = secrets.token_hex(8)
+    st.session_state["owner_id"] = owner
+    if st.query_params.get("owner") != owner:
+        st.query_params["owner"] = owner
+    return owner
+
+
+def events_frame(job_id: str) -> pd.DataFrame:
+    """Return the job's numeric metric events as a table, one row per event."""
+    events, _ = jobs.read_events(job_id)
+    if not events:
+        return pd.DataFrame(columns=["step"])
+    frame = pd.DataFrame(events)
+    numeric = [c for c in frame.columns if c != "time" and pd.api.types.is_numeric_dtype(frame[c])]
+    return frame[numeric]
+
+
+def draw_charts(frame: pd.DataFrame, charts: list[ChartSpec], stem: str) -> None:
+    """Draw a line chart per ChartSpec whose metrics appear in `frame`, with caption and CSV."""
+    for spec in charts:
+        keys = [key for key in spec.keys if key in frame.columns]
+        if not keys or "step" not in frame.columns:
+            continue
+        long = frame[["step", *keys]].melt("step", var_name="metric").dropna()
+        chart = alt.Chart(long, title=spec.title).mark_line(point=len(long) < 40).encode(
+            x=alt.X("step:Q", title="step"), y=alt.Y("value:Q", title=None),
+            color=alt.Color("metric:N", title=None), tooltip=["step", "metric", "value"],
+        )
+        st.altair_chart(chart, use_container_width=True)
+        st.caption(spec.caption)
+        slug = spec.title.lower().replace(" ", "-")
+        ui.download_buttons(frame[["step", *keys]], f"{stem}-{slug}", chart=chart)
+
+
+def _samples(job_id: str) -> None:
+    samples, _ = jobs.read_samples(job_id)
+    if not samples:
+        return
+    latest = samples[-1]
+    st.markdown(f"**Sample answers at step {latest['step']}**")
+    for text in latest["texts"]:
+        st.text(text)
+    if len(samples) > 1:
+        with st.expander(f"All samples ({len(samples)} steps)"):
+            st.dataframe(pd.DataFrame([{"step": s["step"], "text": t}
+                                       for s in samples for t in s["texts"]]))
+
+
+def _status(info: jobs.JobInfo, owner: str) -> None:
+    words = STATE_WORDS.get(info.state, info.state)
+    if info.state == "queued":
+        st.info(f"{words}: place {info.place}. It starts when the jobs before it on "
+                f"{info.device} have finished.")
+    elif info.state == "running":
+        st.info(f"{words} on {info.device}. Charts update every {POLL_S:g} s.")
+    elif info.state == "done":
+        st.success(f"{words}: the new model is saved as **{info.run_id}** and can be picked "
+                   "on every page.")
+    elif info.state == "failed":
+        st.error(f"{words}: {info.error}")
+        with st.expander("Job log"):
+            st.code(jobs.read_log(info.id) or "(empty)")
+    else:
+        st.warning(f"{words}. Nothing was saved.")
+    if not info.finished and st.button("Cancel", key=f"cancel-{info.id}"):
+        jobs.cancel(info.id, owner)
+        st.rerun()
+
+
+def _body(job_id: str, owner: str, charts: list[ChartSpec]) -> jobs.JobInfo:
+    info = jobs.get_job(job_id)
+    _status(info, owner)
+    draw_charts(events_frame(job_id), charts, stem=job_id)
+    _samples(job_id)
+    return info
+
+
+@st.fragment(run_every=POLL_S)
+def _live(job_id: str, owner: str, charts: list[ChartSpec]) -> None:
+    jobs.refresh()
+    info = _body(job_id, owner, charts)
+    if info.finished:
+        st.rerun()  # redraw the whole page once, without polling, now that the job ended
+
+
+def show_job(job_id: str, owner: str, charts: list[ChartSpec],
+             on_done: Callable[[jobs.JobInfo], None] | None = None) -> None:
+    """Show job `job_id`: live while it is active, then its final charts and `on_done(info)`."""
+    jobs.refresh()
+    info = jobs.get_job(job_id)
+    if not info.finished:
+        _live(job_id, owner, charts)
+        return
+    _body(job_id, owner, charts)
+    if info.state == "done" and on_done is not None:
+        on_done(info)
+
+
+def pick_job(owner: str, kinds: tuple[str, ...], key: str) -> str | None:
+    """Offer the user's own jobs of `kinds`, newest first; return the chosen job id.
+
+    A page selects a job it has just submitted by setting `st.session_state[key]` to its id
+    before calling this.
+    """
+    own = [info for info in jobs.list_jobs(owner=owner) if info.kind in kinds]
+    if not own:
+        return None
+    labels = {info.id: f"{info.id} ({STATE_WORDS.get(info.state, info.state).lower()})"
+              for info in own}
+    return st.selectbox("Your training jobs", list(labels), format_func=labels.get, key=key)

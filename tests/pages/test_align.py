@@ -1,0 +1,100 @@
+"""AppTest of the Align page against tiny models in a temporary lab home."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import data, jobs, store, workshop
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "align.py")
+
+
+def _app(timeout: float = 60) -> AppTest:
+    app = AppTest.from_file(PAGE, default_timeout=timeout)
+    app.query_params["owner"] = "student-1"
+    return app
+
+
+def _radio(app: AppTest, key: str):
+    return next(radio for radio in app.radio if radio.key == key)
+
+
+def test_page_renders_with_explanation(tiny_lab):
+    app = _app().run()
+    assert not app.exception
+    assert _radio(app, "align_method").value == "DPO"
+    assert "ln 2" in app.info[0].value
+    assert app.selectbox(key="align_model").value in tiny_lab
+    assert app.selectbox(key="align_dataset").value == "arithmetic-truth"
+    assert any("usable rows" in caption.value for caption in app.caption)
+
+
+def test_methods_switch_data_kind(tiny_lab):
+    app = _app().run()
+    _radio(app, "align_method").set_value("SFT").run()
+    assert not app.exception
+    names = app.selectbox(key="align_dataset").options
+    assert "customer-assistant" in names
+    assert "arithmetic-truth" not in names
+
+
+def test_invalid_rows_listed_with_line_and_field(tiny_lab, tmp_path, monkeypatch):
+    rows = [{"prompt": "Two plus two equals", "chosen": " four", "rejected": " five"},
+            {"prompt": "One plus one equals", "chosen": " two"},
+            {"prompt": "Two plus two equals", "chosen": " four", "rejected": " five"}]
+    (tmp_path / "broken.preference.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    monkeypatch.setattr(data, "DATASETS_DIR", tmp_path)
+    app = _app().run()
+    assert not app.exception
+    assert "2 rows have problems" in app.warning[0].value
+    issues = app.dataframe[0].value
+    assert list(issues["line"]) == [2, 3]
+    assert issues["field"][0] == "rejected"
+    assert "duplicate" in issues["message"][1]
+
+
+def test_class_sessions_offered(tiny_lab):
+    pair = workshop.add_pairs("seminar", [{"prompt": "Hi", "a": " hello", "b": " go away",
+                                           "model": tiny_lab[0]}])[0]
+    workshop.record_vote("seminar", pair, "v1", "a")
+    app = _app().run()
+    _radio(app, "align_source").set_value("Class preferences").run()
+    assert not app.exception
+    assert app.selectbox(key="align_session").value == "seminar"
+    assert any("1 usable rows" in caption.value for caption in app.caption)
+
+
+def test_start_runs_dpo_and_shows_result(tiny_lab):
+    app = _app(timeout=120).run()
+    app.slider[0].set_value(2)  # steps
+    app.button[0].click().run()  # Start
+    assert not app.exception
+    own = jobs.list_jobs(owner="student-1")
+    assert len(own) == 1
+    info = jobs.wait(own[0].id, timeout_s=180)
+    assert info.state == "done", jobs.read_log(info.id)
+    assert store.read_run(info.id)["parent"] == tiny_lab[0]
+
+    app.run()
+    assert not app.exception
+    assert any("saved as" in message.value for message in app.success)
+    assert any("Before and after" in header.value for header in app.subheader)
+
+
+def test_other_owner_sees_no_jobs(tiny_lab):
+    jobs.submit("selftest", {"steps": 1}, owner="someone-else", device="cpu")
+    app = _app().run()
+    assert not app.exception
+    assert any("Your training jobs will appear here" in c.value for c in app.caption)
+
+
+@pytest.fixture(autouse=True)
+def stop_leftover_jobs():
+    yield
+    for info in jobs.list_jobs():
+        if not info.finished:
+            jobs.cancel(info.id, info.owner)
