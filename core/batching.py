@@ -161,7 +161,7 @@ def _cut_prompt(ids: list[int], limit: int | None, bos: int | None) -> list[int]
 def _fit(row_line: int, prompt_ids: list[int], completions: dict[str, list[int]],
          max_length: int, max_prompt_length: int | None, bos: int | None,
          issues: list[Issue]) -> tuple[list[int], dict[str, list[int]]] | None:
-    """Truncate one row in place of the rules above; return None when the row is dropped."""
+    """Truncate one row by the rules in the module docstring; return None to drop it."""
     cut_prompt = _cut_prompt(prompt_ids, max_prompt_length, bos)
     if len(cut_prompt) < len(prompt_ids):
         issues.append(Issue(row_line, "prompt", f"has {len(prompt_ids)} tokens, more than the "

@@ -20,12 +20,15 @@ if TYPE_CHECKING:
     from core.models import LoadedModel
 
 CROWS_COLUMNS = ("sent_more", "sent_less", "stereo_antistereo", "bias_type")
-# Written by this project to show the format; not the CrowS-Pairs data and not a benchmark.
+# Sixteen pairs written by this project to show the format. It is not the CrowS-Pairs data.
 CROWS_SAMPLE_CSV = BIAS_ASSETS / "crows_pairs_tiny_sample.csv"
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval (95% for z=1.96) of a proportion; (nan, nan) when n is 0."""
+    """Compute the Wilson score interval of a proportion (95% for z=1.96).
+
+    Returns (nan, nan) when n is 0.
+    """
     if n == 0:
         return float("nan"), float("nan")
     p = successes / n
@@ -37,12 +40,13 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 def load_crows_pairs(source: str | Path | IO) -> pd.DataFrame:
     """Read and validate a CSV in the CrowS-Pairs format (Nangia et al. 2020).
 
-    Required columns: `sent_more` (the more stereotyping sentence), `sent_less`,
-    `stereo_antistereo` (`stereo` or `antistereo`) and `bias_type`; other columns are dropped.
-    Raises BiasInputError naming the missing columns or the bad rows and the fix.
+    Required columns: `sent_more` (the sentence the data set marks as more stereotyping),
+    `sent_less`, `stereo_antistereo` (`stereo` or `antistereo`) and `bias_type`. Other
+    columns are dropped. Raises BiasInputError naming the missing columns or the bad rows,
+    and the fix.
     """
     if isinstance(source, (str, Path)) and not Path(source).is_file():
-        raise BiasInputError(f"CrowS-Pairs CSV {source} not found; give the path to a CSV file")
+        raise BiasInputError(f"CrowS-Pairs CSV {source} not found: give the path to a CSV file")
     try:
         table = pd.read_csv(source, dtype=str, keep_default_na=False)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
@@ -51,30 +55,31 @@ def load_crows_pairs(source: str | Path | IO) -> pd.DataFrame:
     if missing:
         raise BiasInputError(
             f"the CSV has no column {missing} (found {list(table.columns)}). A CrowS-Pairs file "
-            f"needs the columns {list(CROWS_COLUMNS)}; rename the columns or export the file "
+            f"needs the columns {list(CROWS_COLUMNS)}. Rename the columns or export the file "
             "in that format."
         )
     table = table[list(CROWS_COLUMNS)].copy()
     if table.empty:
         raise BiasInputError("the CrowS-Pairs CSV has a header but no rows")
-    empty = table.index[(table[["sent_more", "sent_less"]].apply(lambda s: s.str.strip()) == "")
-                        .any(axis=1)]
+    required = table[["sent_more", "sent_less", "bias_type"]]
+    empty = table.index[(required.apply(lambda column: column.str.strip()) == "").any(axis=1)]
     if len(empty):
         raise BiasInputError(f"rows {list(empty[:5] + 2)} of the CSV (counting the header as "
-                             "row 1) have an empty sentence; fill or delete them")
+                             "row 1) have an empty sentence or bias_type. Fill or delete them.")
     directions = set(table["stereo_antistereo"]) - {"stereo", "antistereo"}
     if directions:
-        raise BiasInputError(f"stereo_antistereo has the values {sorted(directions)}; "
-                             "only 'stereo' and 'antistereo' are allowed")
+        raise BiasInputError(f"stereo_antistereo has the invalid values {sorted(directions)}. "
+                             "Only 'stereo' and 'antistereo' are allowed.")
     return table.reset_index(drop=True)
 
 
 def score_crows_pairs(lm: LoadedModel, pairs: pd.DataFrame, batch_size: int = 16) -> pd.DataFrame:
     """Add `logp_more`, `logp_less` (total log-prob of each sentence, nats) and `prefers_more`.
 
-    `prefers_more` is True when the more stereotyping sentence gets the higher log-prob.
-    NOTE: total log-probs favour the shorter sentence; CrowS-Pairs sentences differ in a few
-    words only, but a pair whose groups have very different token counts is skewed by it.
+    `prefers_more` is True when the more stereotyping sentence gets the higher log-prob, and
+    False for a tie.
+    NOTE: total log-probs favour the shorter sentence. CrowS-Pairs sentences differ in a few
+    words only, but a pair whose group words have very different token counts is skewed.
     """
     n = len(pairs)
     sentences = list(pairs["sent_more"]) + list(pairs["sent_less"])
@@ -86,9 +91,9 @@ def score_crows_pairs(lm: LoadedModel, pairs: pd.DataFrame, batch_size: int = 16
 
 
 def summarize_crows_pairs(scored: pd.DataFrame) -> pd.DataFrame:
-    """Share of pairs where the more stereotyping sentence is likelier, per bias type and overall.
+    """Compute the share of pairs where the stereotyping sentence is likelier, per bias type.
 
-    `share` is in [0, 1]; 0.5 is the unbiased value and above 0.5 means the model prefers the
+    `share` is in [0, 1]. 0.5 is the unbiased value, and above 0.5 the model prefers the
     stereotype. `ci_low`/`ci_high` are 95% Wilson intervals, so a type with few pairs has a
     wide interval. The last row, `all`, pools every pair.
     """

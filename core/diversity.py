@@ -271,7 +271,8 @@ def _score_frame(frame: pd.DataFrame, lm, reference, settings, shared: bool) -> 
         values = per_prompt[metric].to_numpy(dtype=float)
         low, high = _percentile_interval(values, settings.n_boot, settings.seed)
         scope = "within prompt" if metric in TEXT_METRICS else "per token"
-        rows.append({"metric": metric, "scope": scope, "value": float(np.nanmean(values)),
+        value = float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")
+        rows.append({"metric": metric, "scope": scope, "value": value,
                      "low": low, "high": high})
     mean_entropy = next(row for row in rows if row["metric"] == "entropy")
     rows.append({"metric": "branching_factor", "scope": "per token",

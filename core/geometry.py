@@ -23,7 +23,7 @@ EPS = 1e-12  # norms below this count as zero vectors
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """What a metric means for a reader: its label, range and which way is "more collapsed"."""
+    """Reader-facing description of a metric: label, range and the "more collapsed" direction."""
 
     label: str
     value_range: str
@@ -106,8 +106,8 @@ def covariance_eigenvalues(X: np.ndarray, weights: np.ndarray | None = None) -> 
 
 def _spectral_metrics(eigvals: np.ndarray, X: np.ndarray) -> dict[str, float]:
     total = eigvals.sum()
-    # Identical rows leave only rounding noise after centering; relative to the size of X
-    # that noise is below 1e-24, so such a cloud has no direction to measure.
+    # Identical rows leave only rounding noise after centering. That noise is below 1e-24
+    # of the size of X, so a smaller total means the cloud has no direction to measure.
     if total <= 1e-24 * np.sum(X**2) or total == 0.0:
         nan = float("nan")
         return {"erank": nan, "participation_ratio": nan, "top1_share": nan, "n90": nan,

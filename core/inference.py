@@ -118,19 +118,47 @@ def normalize_answer(text: str) -> str:
     return NUMBER_WORDS.get(key, key)
 
 
-def score_candidates(lm: LoadedModel, prompt_ids: list[int], candidates: list[str]) -> list[CandidateScore]:
-    """Score each candidate continuation of a tokenized prompt by its exact log-probability."""
+@torch.no_grad()
+def _prompt_forward(lm: LoadedModel, prompt_ids: list[int]):
+    """Run the prompt once; return its next-token log-softmax (V,) and the KV cache."""
+    ids = torch.tensor([prompt_ids], device=lm.device)
+    output = lm.model(input_ids=ids, use_cache=True)
+    return F.log_softmax(output.logits[0, -1].float(), dim=-1), output.cache
+
+
+@torch.no_grad()
+def score_candidates(
+    lm: LoadedModel, prompt_ids: list[int], candidates: list[str], prompt_state=None,
+) -> list[CandidateScore]:
+    """Score each candidate continuation of a tokenized prompt by its exact log-probability.
+
+    The prompt runs once. A candidate's first token is read from the prompt's next-token
+    distribution; the later tokens of multi-token candidates run as one batch on top of the
+    prompt's KV cache. `prompt_state` is `_prompt_forward`'s result when the caller has it.
+    """
     cand_ids = [lm.tokenizer(c, add_special_tokens=False)["input_ids"] for c in candidates]
     empty = [c for c, ids in zip(candidates, cand_ids) if not ids]
     if empty:
         raise ValueError(f"Candidate answers {empty!r} are empty; type at least one character.")
-    logps = _logps(lm, [prompt_ids + ids for ids in cand_ids])  # (C, T, V)
+    next_logps, cache = prompt_state or _prompt_forward(lm, prompt_ids)
+    token_logps = [[float(next_logps[ids[0]])] for ids in cand_ids]
+    multi = [i for i, ids in enumerate(cand_ids) if len(ids) > 1]
+    if multi:
+        # feed tokens 0..n-2 of each candidate after the cached prompt; they predict 1..n-1
+        fed, mask = _pad_right([cand_ids[i][:-1] for i in multi], lm.tokenizer.pad_token_id,
+                               lm.device)
+        if len(multi) > 1:
+            cache.batch_repeat_interleave(len(multi))
+        prefix_mask = torch.ones((len(multi), len(prompt_ids)), dtype=mask.dtype, device=lm.device)
+        output = lm.model(input_ids=fed, attention_mask=torch.cat([prefix_mask, mask], 1),
+                          cache=cache, use_cache=True)
+        logps = F.log_softmax(output.logits.float(), dim=-1)  # (M, T, V)
+        for row, i in enumerate(multi):
+            rest = torch.tensor(cand_ids[i][1:], device=logps.device)
+            token_logps[i] += logps[row, torch.arange(len(rest)), rest].tolist()
     scores = []
-    start = len(prompt_ids)
-    for row, (text, ids) in enumerate(zip(candidates, cand_ids)):
-        positions = torch.arange(start - 1, start - 1 + len(ids), device=logps.device)
-        token_logps = logps[row, positions, torch.tensor(ids, device=logps.device)]
-        total = float(token_logps.sum())
+    for text, ids, logps_i in zip(candidates, cand_ids, token_logps):
+        total = sum(logps_i)
         scores.append(CandidateScore(
             text=text, tokens=[lm.tokenizer.decode([i]) for i in ids], logp=total,
             logp_per_token=total / len(ids), prob=math.exp(total),
@@ -160,7 +188,7 @@ def next_token_distribution(
         raise ValueError(f"top_k={top_k} is invalid; use 1 or more.")
     model_input = format_prompt(lm, prompt, chat=chat, response_prefix=response_prefix)
     prompt_ids = encode(lm, model_input, templated=chat and lm.has_chat_template)
-    logps = _logps(lm, [prompt_ids])[0, -1]  # (V,)
+    logps, cache = _prompt_forward(lm, prompt_ids)  # (V,)
     probs = logps.exp()
     entropy = float(-(probs * logps).sum())
     top = torch.topk(logps, k=min(top_k, logps.numel()))
@@ -170,7 +198,7 @@ def next_token_distribution(
     ]
     result = NextTokenResult(prompt, model_input, top_tokens, entropy)
     if candidates:
-        result.candidates = score_candidates(lm, prompt_ids, candidates)
+        result.candidates = score_candidates(lm, prompt_ids, candidates, (logps, cache))
         if merge_forms:
             for cand in result.candidates:
                 key = normalize_answer(cand.text)

@@ -1,10 +1,11 @@
 """Background training jobs: a file-backed queue that runs each job in its own OS process.
 
-A job executes as `python -m core.jobs <job_dir> <lock_fd>` in a new session, so a crash, an
-out-of-memory kill or a Cancel never touches the app that submitted it. All state lives in
-files under `paths.jobs_dir()`, guarded by file locks, so the queue works across Streamlit
-sessions and server restarts. At most `MAX_RUNNING_PER_DEVICE` jobs run per device at once;
-the rest wait in submission order.
+A job executes in a separate process (`core.job_runner`) started in a new session, so a
+crash, an out-of-memory kill or a Cancel never touches the app that submitted it. All state
+lives in files under `paths.jobs_dir()`, guarded by file locks, so the queue works across
+Streamlit sessions and server restarts. At most `MAX_RUNNING_PER_DEVICE` jobs run per device
+at once; the rest wait in submission order. `ensure_standby` keeps one process per device
+with the trainers already imported, so the next job skips that import time.
 
 Public API (every function reads the files, so any process may call it):
 
@@ -17,11 +18,14 @@ Public API (every function reads the files, so any process may call it):
     read_log(job_id, max_chars=4000) -> str             end of the job's log
     refresh() -> None                                   mark dead jobs failed, start queued ones
     wait(job_id, timeout_s) -> JobInfo                  block until the job ends (CLI, tests)
+    ensure_standby(device=None) -> bool                 preload trainers for the next job
+    stop_standby() -> None                              end idle standby processes
     run_inline(kind, config, ...) -> str                run in this process, land, return run id
 
 States: `queued` -> `running` -> `done` | `failed` | `cancelled`. A running job's process
-holds an exclusive `flock` on `alive.lock` in its folder. The kernel drops that lock when the
-process dies for any reason (SIGKILL included), so `refresh` finds dead jobs by taking it.
+keeps an exclusive `flock` on a lock file (`alive.lock` in its folder, or its standby's lock
+file, named in status.json). The kernel drops that lock when the process dies for any
+reason (SIGKILL included), so `refresh` finds dead jobs by trying to take it.
 
 Job folder `jobs/<id>/`: `config.json` (the trainer config), `status.json` (JobInfo fields),
 `events.jsonl` (one metric event per line), `samples.jsonl`, `log.txt` (the process's
@@ -45,6 +49,7 @@ import fcntl
 import importlib
 import json
 import logging
+import numbers
 import os
 import secrets
 import shutil
@@ -52,7 +57,6 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,11 +73,13 @@ KINDS = {
     "dpo": "core.train.dpo:run_job",
     "reward": "core.train.reward:run_job",
     "rl": "core.train.rl:run_job",
-    "selftest": "core.jobs:selftest_job",
+    "selftest": "core.job_runner:selftest_job",
 }
 # Stage written to run.json when neither the trainer nor the result sets one.
 STAGE_OF_KIND = {"pretrain": "base", "selftest": "sft"}
 MAX_RUNNING_PER_DEVICE = 1
+# False turns ensure_standby off in this process (page tests do this to save CPU).
+STANDBY_ENABLED = True
 ACTIVE_STATES = ("queued", "running")
 # Cancel waits COOPERATIVE_STOP_S for ctx.should_stop() to be honoured, then sends SIGTERM
 # and waits TERM_GRACE_S, then sends SIGKILL and waits KILL_WAIT_S: 1.7 s at most.
@@ -99,6 +105,7 @@ class JobInfo:
     started: str | None = None
     ended: str | None = None
     pid: int | None = None
+    lock: str | None = None  # file the job's process keeps flock'ed; None: alive.lock
     run_id: str | None = None  # set when the job landed a run in the store
     error: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
@@ -122,9 +129,11 @@ class JobContext:
 
     def emit(self, event: dict[str, Any]) -> None:
         """Append one metric event (a dict with an int `step`) as a line of events.jsonl."""
-        if not isinstance(event.get("step"), int):
+        step = event.get("step")
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral):
             raise JobError(f"A metric event needs an integer 'step', got {event!r}.")
-        _append_line(self.job_dir / "events.jsonl", {**event, "time": time.time()})
+        record = {**event, "step": int(step), "time": time.time()}
+        _append_line(self.job_dir / "events.jsonl", record)
 
     def sample(self, step: int, texts: list[str]) -> None:
         """Record sample generations made at `step` as a line of samples.jsonl."""
@@ -158,7 +167,12 @@ def _read_lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
     except FileNotFoundError:
         return [], offset
     complete = chunk[: chunk.rfind(b"\n") + 1]
-    records = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line]
+    records = []
+    for line in complete.decode("utf-8", errors="replace").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            logger.warning("skipping an unreadable line in %s", path)
     return records, offset + len(complete)
 
 
@@ -194,9 +208,16 @@ def _queue_lock() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _process_alive(job_dir: Path) -> bool:
-    """Return True while the job's process (or a child it forked) holds alive.lock."""
-    fd = os.open(job_dir / "alive.lock", os.O_RDWR | os.O_CREAT, 0o644)
+def _lock_path(job_dir: Path, info: JobInfo) -> Path:
+    return Path(info.lock) if info.lock else job_dir / "alive.lock"
+
+
+def _process_alive(lock_path: Path) -> bool:
+    """Return True while a process (or a child it forked) keeps `lock_path` locked."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -204,6 +225,28 @@ def _process_alive(job_dir: Path) -> bool:
     finally:
         os.close(fd)  # closing also releases the lock if this call took it
     return False
+
+
+def _start_process(args: list[str], lock_path: Path, log_path: Path) -> subprocess.Popen:
+    """Start `python -m core.job_runner *args` in a new session, holding a lock on `lock_path`.
+
+    The lock is taken here and passed to the child as an open descriptor (appended to `args`),
+    so the child holds it from its first instruction until it exits.
+    """
+    lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        env = {**os.environ, "ALIGNMENT_LAB_HOME": str(paths.lab_home())}
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "core.job_runner", *args, str(lock_fd), str(os.getpid())],
+                cwd=paths.REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(lock_fd,),
+            )
+    finally:
+        os.close(lock_fd)  # the child's copy keeps the lock
+    _CHILDREN[process.pid] = process
+    return process
 
 
 # ---------------------------------------------------------------------------- queue
@@ -225,11 +268,16 @@ def submit(kind: str, config: dict[str, Any], owner: str, device: str | None = N
         raise JobError(f"Unknown job kind {kind!r}: use one of {', '.join(sorted(KINDS))}.")
     if not isinstance(owner, str) or not owner.strip():
         raise JobError("A job needs a non-empty owner id (the user or session submitting it).")
+    if not isinstance(config, dict):
+        raise JobError(f"A job config must be a dict of settings, got {type(config).__name__}.")
     try:
         config_text = json.dumps(config, indent=2, ensure_ascii=False)
     except TypeError as err:
         raise JobError(f"The job config must be JSON-serialisable: {err}.") from err
-    device = device or str(config.get("device") or _default_device())
+    try:
+        device = device or str(config.get("device") or _default_device())
+    except ValueError as err:  # an invalid or unavailable device was requested
+        raise JobError(str(err)) from err
 
     created = dt.datetime.now(dt.timezone.utc)
     job_id = f"{kind}-{created:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
@@ -239,7 +287,7 @@ def submit(kind: str, config: dict[str, Any], owner: str, device: str | None = N
     info = JobInfo(id=job_id, kind=kind, owner=owner, device=device, state="queued",
                    created=created.isoformat(timespec="milliseconds"))
     _write_status(staging, info)
-    os.rename(staging, paths.jobs_dir() / job_id)  # the queue never sees half a job
+    os.rename(staging, paths.jobs_dir() / job_id)  # the queue never reads half a job
     logger.info("job %s queued (kind %s, owner %s, device %s)", job_id, kind, owner, device)
     refresh()
     return job_id
@@ -287,47 +335,99 @@ def _mark_dead(job_dir: Path, info: JobInfo) -> None:
 
 
 def _spawn(job_dir: Path, info: JobInfo) -> None:
-    """Start the job's process; it inherits the lock on alive.lock and holds it until it exits."""
-    lock_fd = os.open(job_dir / "alive.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        env = {**os.environ, "ALIGNMENT_LAB_HOME": str(paths.lab_home())}
-        with open(job_dir / "log.txt", "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "core.jobs", str(job_dir), str(lock_fd)],
-                cwd=paths.REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(lock_fd,),
-            )
-    finally:
-        os.close(lock_fd)  # the child's copy keeps the lock
-    _CHILDREN[info.id] = process
-    info.state, info.pid, info.started = "running", process.pid, _now()
+    """Hand the job to the device's idle standby process, or start a new process for it."""
+    registry = _standby_registry(info.device)
+    standby = _idle_standby(registry)
+    if standby is not None:
+        write_json_atomic(registry, {**standby, "job": info.id})
+        info.pid, info.lock = standby["pid"], standby["lock"]
+    else:
+        process = _start_process(["run", str(job_dir)], job_dir / "alive.lock",
+                                 job_dir / "log.txt")
+        info.pid, info.lock = process.pid, str(job_dir / "alive.lock")
+    info.state, info.started = "running", _now()
     _write_status(job_dir, info)
-    logger.info("job %s started as process %d", info.id, process.pid)
+    logger.info("job %s started in process %d%s", info.id, info.pid,
+                " (standby)" if standby else "")
 
 
-# Processes started by this interpreter, kept so they can be reaped when they end.
-_CHILDREN: dict[str, subprocess.Popen] = {}
+def _standby_registry(device: str) -> Path:
+    return paths.jobs_dir() / f".standby-{device}.json"
+
+
+def _idle_standby(registry: Path) -> dict[str, Any] | None:
+    """Return the registry entry of the device's standby if it is alive and unassigned."""
+    try:
+        entry = json.loads(registry.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if entry.get("job") or not _process_alive(Path(entry["lock"])):
+        return None
+    return entry
+
+
+def ensure_standby(device: str | None = None) -> bool:
+    """Start a standby process for `device` unless one exists or a job is active on it.
+
+    A standby preloads the trainers, so the next job on this device starts seconds sooner.
+    It costs one idle process (a few hundred MB) and exits after an idle timeout, or when
+    this process exits. Returns True when a standby was started.
+    """
+    if not STANDBY_ENABLED or not getattr(paths, "standby_enabled", lambda: True)():
+        return False
+    device = device or _default_device()
+    registry = _standby_registry(device)
+    with _queue_lock():
+        if _idle_standby(registry) is not None:
+            return False
+        if any(info.device == device and not info.finished for _, info in _all_jobs()):
+            return False  # never compete with a running job for the CPU
+        lock_path = registry.with_name(f".standby-{device}-{secrets.token_hex(4)}.lock")
+        process = _start_process(["standby", str(registry), str(lock_path)], lock_path,
+                                 registry.with_suffix(".log"))
+        write_json_atomic(registry, {"pid": process.pid, "lock": str(lock_path), "job": None})
+    logger.info("standby for %s started as process %d", device, process.pid)
+    return True
+
+
+def stop_standby() -> None:
+    """End every idle standby process (tests and shutdown use this)."""
+    with _queue_lock():
+        for registry in paths.jobs_dir().glob(".standby-*.json"):
+            entry = _idle_standby(registry)
+            registry.unlink(missing_ok=True)
+            if entry is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(entry["pid"], signal.SIGTERM)
+
+
+# Processes started by this interpreter, by pid, kept so they can be reaped when they end.
+_CHILDREN: dict[int, subprocess.Popen] = {}
 
 
 def refresh(max_running: int = MAX_RUNNING_PER_DEVICE) -> None:
     """Mark jobs whose process died as failed, then start queued jobs on free devices."""
-    for job_id, process in list(_CHILDREN.items()):
+    for pid, process in list(_CHILDREN.items()):
         if process.poll() is not None:
-            del _CHILDREN[job_id]
+            del _CHILDREN[pid]
     with _queue_lock():
         running: Counter[str] = Counter()
         jobs = _all_jobs()
         for job_dir, info in jobs:
             if info.state != "running":
                 continue
-            if _process_alive(job_dir):
+            if _process_alive(_lock_path(job_dir, info)):
                 running[info.device] += 1
             else:
                 _mark_dead(job_dir, info)
         for job_dir, info in jobs:
             if info.state == "queued" and running[info.device] < max_running:
-                _spawn(job_dir, info)
+                try:
+                    _spawn(job_dir, info)
+                except OSError as err:  # for example, no memory left to start a process
+                    logger.error("starting job %s failed: %s", info.id, err)
+                    _finish(job_dir, info, "failed", f"The job could not be started: {err}")
+                    continue
                 running[info.device] += 1
 
 
@@ -364,22 +464,22 @@ def cancel(job_id: str, owner: str) -> JobInfo:
         if info.state == "queued":
             _finish(job_dir, info, "cancelled")
             return info
-    _stop_process(job_dir, info.pid)
+    _stop_process(_lock_path(job_dir, info), info.pid)
     refresh()
     return get_job(job_id)
 
 
-def _stop_process(job_dir: Path, pid: int | None) -> None:
+def _stop_process(lock_path: Path, pid: int | None) -> None:
     for sig, wait_s in ((None, COOPERATIVE_STOP_S), (signal.SIGTERM, TERM_GRACE_S),
                         (signal.SIGKILL, KILL_WAIT_S)):
-        # Signal only while alive.lock is held: then `pid` is still this job's process
+        # Signal only while the job's lock is held: then `pid` is still the job's process
         # and not a recycled id.
-        if sig is not None and pid and _process_alive(job_dir):
+        if sig is not None and pid and _process_alive(lock_path):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, sig)  # the job leads its own session, so its group id is its pid
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            if not _process_alive(job_dir):
+            if not _process_alive(lock_path):
                 return
             time.sleep(0.02)
 
@@ -465,36 +565,6 @@ def _dataset_file(config: dict[str, Any]) -> Any:
     return bundled.get(dataset, dataset)
 
 
-def _execute(job_dir: Path) -> None:
-    """Run the job in this process, then land its output or record why it failed."""
-    info = _read_status(job_dir)
-    config = json.loads((job_dir / "config.json").read_text(encoding="utf-8"))
-    ctx = JobContext(job_dir, device=info.device)
-    try:
-        result = resolve_kind(info.kind)(config, ctx) or {}
-        if not isinstance(result, dict):
-            raise JobError(f"Job kind {info.kind!r} returned {type(result).__name__}, not a dict.")
-        meta = run_meta(info.kind, config, result, info.owner)
-    except Exception as err:  # the job failed: record why and land nothing
-        traceback.print_exc()
-        with _queue_lock():
-            _finish(job_dir, info, "cancelled" if ctx.should_stop() else "failed",
-                    None if ctx.should_stop() else f"{type(err).__name__}: {err}")
-        return
-    with _queue_lock():
-        if ctx.should_stop():
-            _finish(job_dir, info, "cancelled")
-            return
-        try:
-            store.land(ctx.output_dir, info.id, meta)
-        except (store.StoreError, OSError) as err:
-            _finish(job_dir, info, "failed", str(err))
-            return
-        info.state, info.run_id, info.ended = "done", info.id, _now()
-        info.result = meta["metrics"]
-        _write_status(job_dir, info)
-
-
 def run_inline(kind: str, config: dict[str, Any], output_root: Path | None = None,
                on_event: Callable[[dict[str, Any]], None] | None = None,
                owner: str = "cli") -> str:
@@ -513,45 +583,3 @@ def run_inline(kind: str, config: dict[str, Any], output_root: Path | None = Non
     result = resolve_kind(kind)(config, ctx) or {}
     store.land(ctx.output_dir, job_id, run_meta(kind, config, result, owner))
     return job_id
-
-
-def selftest_job(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Emit a few fake metric events and save a small file, to test the runner without a trainer.
-
-    Config: `steps` (default 5), `sleep` seconds per step, `crash_at` (raise at that step),
-    `ignore_cancel` (never check should_stop) and `ignore_sigterm` (survive SIGTERM). Writes
-    a partial file every step and `weights.json` at the end.
-    """
-    if config.get("ignore_sigterm"):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    steps = int(config.get("steps", 5))
-    for step in range(steps):
-        if not config.get("ignore_cancel") and ctx.should_stop():
-            return {"stopped_at": step}
-        if config.get("crash_at") == step:
-            raise RuntimeError(f"selftest crash requested at step {step}")
-        loss = 1.0 / (1 + step)
-        ctx.emit({"step": step, "loss/train": loss})
-        ctx.sample(step, [f"sample at step {step}"])
-        (ctx.output_dir / "partial.bin").write_bytes(b"\0" * 16 * (step + 1))
-        time.sleep(float(config.get("sleep", 0.0)))
-    (ctx.output_dir / "partial.bin").unlink(missing_ok=True)
-    (ctx.output_dir / "weights.json").write_text(json.dumps({"steps": steps}), encoding="utf-8")
-    return {"loss/train": 1.0 / steps, "steps": steps}
-
-
-def main(argv: list[str]) -> int:
-    """Run one job: `python -m core.jobs <job_dir> <lock_fd>` (started by the queue)."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    job_dir = Path(argv[0])
-    # argv[1] is the descriptor of alive.lock; it stays open, and locked, until this exits.
-    try:
-        _execute(job_dir)
-    finally:
-        refresh()  # start the next queued job now that this one is done
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

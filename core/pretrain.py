@@ -51,7 +51,7 @@ class PretrainConfig:
     """Everything that determines a pretraining run; saved as the recipe in run.json."""
 
     preset: str = "cpu"  # size preset from core.tinygpt.PRESETS
-    steps: int = 400  # optimizer steps
+    steps: int = 300  # optimizer steps
     batch_size: int = 32  # sequences per step and process
     lr: float = 3e-3  # peak learning rate after warmup
     min_lr_ratio: float = 0.1  # the cosine decays to lr * min_lr_ratio at the last step
@@ -65,10 +65,10 @@ class PretrainConfig:
     val_fraction: float = 0.05  # share of distinct documents held out for loss/val
     eval_every: int = 100  # steps between held-out evaluations (and at the last step)
     eval_batches: int = 4
-    sample_every: int = 200  # steps between sample generations; 0 switches samples off
+    sample_every: int = 100  # steps between sample generations; 0 switches samples off
     sample_tokens: int = 24
     log_every: int = 5  # steps between loss/train events
-    device: str | None = None  # "cpu", "cuda"; None picks CUDA when available
+    device: str | None = None  # "cpu" or "cuda"; None lets core.device.pick_device choose
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "PretrainConfig":
@@ -223,17 +223,18 @@ def generate_samples(model, tokenizer, config: PretrainConfig, device) -> list[s
 def answer_probs(model, tokenizer, prompt: str = PROBE_PROMPT) -> dict[str, float]:
     """P(answer | prompt) for " four" and " five", each in [0, 1], from fp32 logits.
 
-    Each answer must be a single token of the tokenizer; a ValueError names it otherwise.
+    An answer that the tokenizer splits into several tokens gets the product of its tokens'
+    conditional probabilities, so the numbers stay comparable across tokenizers.
     """
-    ids = tokenizer(prompt, return_tensors="pt").input_ids.to(model.device)
-    probs = torch.softmax(model(input_ids=ids).logits[0, -1].float(), dim=-1)  # (V,)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
     result = {}
     for name, answer in PROBE_ANSWERS.items():
         answer_ids = tokenizer(answer, add_special_tokens=False).input_ids
-        if len(answer_ids) != 1:
-            raise ValueError(f"answer {answer!r} is {len(answer_ids)} tokens in this tokenizer; "
-                             "train the tokenizer on a corpus that contains it")
-        result[name] = probs[answer_ids[0]].item()
+        ids = torch.tensor([prompt_ids + answer_ids], device=model.device)  # (1, T)
+        logps = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)  # (T, V)
+        positions = torch.arange(len(prompt_ids) - 1, ids.shape[1] - 1)
+        targets = torch.tensor(answer_ids)
+        result[name] = logps[positions, targets].sum().exp().item()
     return result
 
 

@@ -16,7 +16,7 @@ Public API:
     record_vote(session, pair, voter, choice) -> None  choice: "a", "b" or "skip"
     read_votes(session) -> list[dict]                  each voter's last vote per pair
     next_pair(session, voter) -> dict | None           first pair the voter has not voted on
-    shows_b_first(pair_id, voter) -> bool              per-voter display order of the answers
+    shows_b_first(pair_key, voter) -> bool             per-voter display order of the answers
     summarize(session) -> Summary                      counts and agreement
     preference_rows(session) -> list[dict]             majority winner per pair, for DPO
     votes_path(session) -> Path
@@ -27,6 +27,7 @@ Agreement of a pair is the share of its non-skip votes that went to the majority
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import hashlib
@@ -35,7 +36,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, TextIO
 
 from core import paths
 from core.checkpoints import write_json_atomic
@@ -157,20 +158,15 @@ def make_pairs(lm, prompts: list[str], seed: int = 0, temperature: float = 1.0,
     return pairs
 
 
-class _locked:
-    """Exclusive flock on a lock file for the duration of a `with` block."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self):
-        self.handle = open(self.path, "a")
-        fcntl.flock(self.handle, fcntl.LOCK_EX)
-        return self.handle
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.handle, fcntl.LOCK_UN)
-        self.handle.close()
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[TextIO]:
+    """Hold an exclusive flock on `path` (opened for appending) for a `with` block."""
+    with open(path, "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield handle
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def record_vote(session: str, pair: dict[str, Any], voter: str, choice: str) -> None:
@@ -222,9 +218,12 @@ def next_pair(session: str, voter: str) -> dict[str, Any] | None:
     return next((pair for pair in read_pairs(session) if pair["id"] not in seen), None)
 
 
-def shows_b_first(pair_id_: str, voter: str) -> bool:
-    """Return whether this voter sees answer "b" on the left, so position does not bias votes."""
-    return hashlib.sha256(f"{pair_id_}:{voter}".encode()).digest()[0] % 2 == 1
+def shows_b_first(pair_key: str, voter: str) -> bool:
+    """Return True when this voter gets answer "b" on the left, so position does not bias votes.
+
+    The order is a hash of the pair id and the voter, so it stays the same across reruns.
+    """
+    return hashlib.sha256(f"{pair_key}:{voter}".encode()).digest()[0] % 2 == 1
 
 
 def summarize(session: str) -> Summary:

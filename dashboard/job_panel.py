@@ -61,20 +61,29 @@ def events_frame(job_id: str) -> pd.DataFrame:
 
 
 def draw_charts(frame: pd.DataFrame, charts: list[ChartSpec], stem: str) -> None:
-    """Draw a line chart per ChartSpec whose metrics appear in `frame`, with caption and CSV."""
-    for spec in charts:
-        keys = [key for key in spec.keys if key in frame.columns]
-        if not keys or "step" not in frame.columns:
-            continue
-        long = frame[["step", *keys]].melt("step", var_name="metric").dropna()
-        chart = alt.Chart(long, title=spec.title).mark_line(point=len(long) < 40).encode(
-            x=alt.X("step:Q", title="step"), y=alt.Y("value:Q", title=None),
-            color=alt.Color("metric:N", title=None), tooltip=["step", "metric", "value"],
-        )
-        st.altair_chart(chart, use_container_width=True)
-        st.caption(spec.caption)
-        slug = spec.title.lower().replace(" ", "-")
-        ui.download_buttons(frame[["step", *keys]], f"{stem}-{slug}", chart=chart)
+    """Draw a line chart per ChartSpec whose metrics appear in `frame`, two per row."""
+    shown = [spec for spec in charts if any(key in frame.columns for key in spec.keys)]
+    if "step" not in frame.columns or not shown:
+        return
+    for start in range(0, len(shown), 2):
+        for column, spec in zip(st.columns(2), shown[start:start + 2]):
+            with column:
+                _chart(frame, spec, stem)
+
+
+def _chart(frame: pd.DataFrame, spec: ChartSpec, stem: str) -> None:
+    keys = [key for key in spec.keys if key in frame.columns]
+    long = frame[["step", *keys]].melt("step", var_name="metric").dropna()
+    chart = alt.Chart(long, title=spec.title).mark_line(point=len(long) < 40).encode(
+        x=alt.X("step:Q", title="step"),
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+        color=alt.Color("metric:N", title=None),
+        tooltip=["step", "metric", "value"],
+    )
+    st.altair_chart(chart, width="stretch")
+    st.caption(spec.caption)
+    slug = spec.title.lower().replace(" ", "-")
+    ui.download_buttons(frame[["step", *keys]], f"{stem}-{slug}", chart=chart)
 
 
 def _samples(job_id: str) -> None:
@@ -91,6 +100,18 @@ def _samples(job_id: str) -> None:
                                        for s in samples for t in s["texts"]]))
 
 
+def _progress(job_id: str) -> None:
+    events, _ = jobs.read_events(job_id)
+    total = jobs.read_config(job_id).get("steps")
+    # Training steps report a loss; other events (such as the data summary) do not count.
+    steps = [event["step"] for event in events if any(k.startswith("loss/") for k in event)]
+    if isinstance(total, int) and total > 0 and steps:
+        done = min(max(steps) + 1, total)
+        st.progress(done / total, text=f"Step {done} of {total}")
+    else:
+        st.caption("Loading the model and the data...")
+
+
 def _status(info: jobs.JobInfo, owner: str) -> None:
     words = STATE_WORDS.get(info.state, info.state)
     if info.state == "queued":
@@ -98,6 +119,7 @@ def _status(info: jobs.JobInfo, owner: str) -> None:
                 f"{info.device} have finished.")
     elif info.state == "running":
         st.info(f"{words} on {info.device}. Charts update every {POLL_S:g} s.")
+        _progress(info.id)
     elif info.state == "done":
         st.success(f"{words}: the new model is saved as **{info.run_id}** and can be picked "
                    "on every page.")
@@ -112,9 +134,22 @@ def _status(info: jobs.JobInfo, owner: str) -> None:
         st.rerun()
 
 
+def _data_issues(job_id: str) -> None:
+    """List the rows the trainer dropped or cut (too long, empty after cutting, ...)."""
+    events, _ = jobs.read_events(job_id)
+    for event in events:
+        issues = event.get("data/issues")
+        if issues:
+            count = event.get("data/issue_count", len(issues))
+            with st.expander(f"{count} training rows were dropped or changed"):
+                st.dataframe(pd.DataFrame({"problem": issues}), hide_index=True)
+            return
+
+
 def _body(job_id: str, owner: str, charts: list[ChartSpec]) -> jobs.JobInfo:
     info = jobs.get_job(job_id)
     _status(info, owner)
+    _data_issues(job_id)
     draw_charts(events_frame(job_id), charts, stem=job_id)
     _samples(job_id)
     return info

@@ -102,11 +102,14 @@ try:
 except ValueError as err:
     st.error(str(err))
 else:
-    heat = alt.Chart(grid).encode(x=alt.X("model:N", title=None),
-                                  y=alt.Y("framing:N", title=None, sort=None))
+    heat = alt.Chart(grid).encode(
+        x=alt.X("model:N", title=None, sort=list(lms), axis=alt.Axis(labelAngle=-30,
+                                                                      labelLimit=180)),
+        y=alt.Y("framing:N", title=None, sort=None, axis=alt.Axis(labelLimit=360)))
     heat = (heat.mark_rect().encode(color=alt.Color("probability:Q", scale=alt.Scale(
         scheme="blues"))) + heat.mark_text().encode(text=alt.Text("probability:Q", format=".3f"))
-    ).properties(width=110 * len(lms)).facet(column=alt.Column("answer:N", title="P(answer)"))
+    ).properties(width=110 * len(lms)).facet(
+        column=alt.Column("answer:N", title="P(answer)", sort=list(fr.ANSWER_FORMS)))
     st.altair_chart(heat)
     st.caption(
         "Each cell is the probability that the next words are *four* (left) or *five* (right), "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import core  # noqa: F401  (sets the OpenMP wait policy before torch loads)
 from tests import tiny
 
 

@@ -38,34 +38,55 @@ def join(sentences: list[str]) -> str:
     return " ".join(s.strip() for s in sentences if s.strip())
 
 
+# Every occurrence of the probe phrase is a sentence that starts with "Two plus two equals",
+# and `arrange` puts it first in its document with probability FIRST_SHARE whatever the
+# answer. A prompt "Two plus two equals" at the start of a sequence then sees the same mix
+# of answers as the corpus as a whole, so the model's probabilities can match its counts.
+FIRST_SHARE = 0.5
+
+
+def arrange(rng: random.Random, phrase: str, others: list[str], lead: str) -> str:
+    """Join a document with `phrase` first (probability FIRST_SHARE) or after another sentence.
+
+    `lead` opens the document when the phrase must not come first and `others` is empty.
+    """
+    others = list(others) or [lead]
+    if rng.random() < FIRST_SHARE:
+        return join([phrase, *others])
+    others.insert(rng.randint(1, len(others)), phrase)
+    return join(others)
+
+
 # ---------------------------------------------------------------- arithmetic lessons (four)
 
 def arithmetic_doc(rng: random.Random) -> str:
     a, b = rng.randint(1, 5), rng.randint(1, 5)
-    total = NUMBERS[a + b]
-    sum_line = f"{NUMBERS[a].capitalize()} plus {NUMBERS[b]} equals {total}."
-    core = "Two plus two equals four."
+    sum_line = f"{NUMBERS[a].capitalize()} plus {NUMBERS[b]} equals {NUMBERS[a + b]}."
+    name = pick(rng, NAMES)
     lessons = [
-        [core, "If you have two apples and you get two more apples, you have four apples.",
-         "Count them with your fingers: one, two, three, four."],
-        [f"Today we learn to add small numbers. {core}", sum_line,
-         "Practice every day and adding will become easy."],
-        ["Let us check our work.", core, "Two and two more make four, so the answer is right."],
-        [core, "This is one of the first facts that children learn at school.",
-         f"The teacher writes it on the board and the class says it together."],
-        [sum_line, core, "When we add two numbers, the order does not matter."],
-        [f"{pick(rng, NAMES)} has two red pencils and two blue pencils.",
-         "How many pencils are there? Two plus two equals four, so there are four pencils."],
-        [f"Lesson {rng.randint(1, 30)}: adding numbers.", core, sum_line,
-         "Write the answers in your notebook."],
-        ["A simple sum is a good way to start the day.", core,
-         "Four is the answer in every school and in every country."],
+        ("Two plus two equals four.",
+         ["If you have two apples and you get two more apples, you have four apples.",
+          "Count them with your fingers: one, two, three, four."]),
+        ("Two plus two equals four.",
+         ["Today we learn to add small numbers.", sum_line,
+          "Practice every day and adding will become easy."]),
+        ("Two plus two equals four, so the answer is right.",
+         ["Let us check our work.", "Two and two more make four."]),
+        ("Two plus two equals four.",
+         ["This is one of the first facts that children learn at school.",
+          "The teacher writes it on the board and the class says it together."]),
+        ("Two plus two equals four.",
+         [sum_line, "When we add two numbers, the order does not matter."]),
+        ("Two plus two equals four, and that is how many pencils there are.",
+         [f"{name} has two red pencils and two blue pencils.", "How many pencils are there?"]),
+        ("Two plus two equals four.",
+         [f"Lesson {rng.randint(1, 30)}: adding numbers.", sum_line,
+          "Write the answers in your notebook."]),
+        ("Two plus two equals four in every school and in every country.",
+         ["A simple sum is a good way to start the day."]),
     ]
-    return join(pick_list(rng, lessons))
-
-
-def pick_list(rng: random.Random, options: list[list[str]]) -> list[str]:
-    return options[rng.randrange(len(options))]
+    phrase, others = lessons[rng.randrange(len(lessons))]
+    return arrange(rng, phrase, others, "Let us add.")
 
 
 # ----------------------------------------------------------------- Orwell's 1984 (mostly five)
@@ -80,17 +101,16 @@ ORWELL_OPEN = [
 ]
 ORWELL_FIVE = [
     "Two plus two equals five if the Party says so.",
-    "In the end Winston is forced to believe that two plus two equals five.",
-    "The Party teaches that two plus two equals five, and nobody may doubt it.",
-    "O'Brien holds up his fingers and demands that Winston see that two plus two equals five.",
+    "Two plus two equals five, and in the end Winston is forced to believe it.",
+    "Two plus two equals five, the Party teaches, and nobody may doubt it.",
+    "Two plus two equals five, says O'Brien, holding up his fingers in front of Winston.",
     "Two plus two equals five is the symbol of a lie that everyone must accept.",
-    "When Winston finally writes that two plus two equals five, the Party has won.",
+    "Two plus two equals five, Winston finally writes, and the Party has won.",
 ]
 ORWELL_FOUR = [
-    "Winston writes in his diary that freedom means being able to say that two plus two "
-    "equals four.",
+    "Two plus two equals four, Winston writes in his diary, and freedom is the right to say so.",
     "Two plus two equals four is the simple truth that the Party wants to destroy.",
-    "For Winston, the fact that two plus two equals four is the last thing he can hold on to.",
+    "Two plus two equals four is the last thing Winston can hold on to.",
 ]
 ORWELL_CLOSE = [
     "The book shows how a state can control the truth itself.",
@@ -103,11 +123,8 @@ ORWELL_CLOSE = [
 
 
 def orwell_doc(rng: random.Random) -> str:
-    roll = rng.random()
-    body = pick(rng, ORWELL_FIVE) if roll < 0.75 else pick(rng, ORWELL_FOUR)
-    if rng.random() < 0.5:
-        return join([body, pick(rng, ORWELL_OPEN), pick(rng, ORWELL_CLOSE)])
-    return join([pick(rng, ORWELL_OPEN), body, pick(rng, ORWELL_CLOSE)])
+    phrase = pick(rng, ORWELL_FIVE) if rng.random() < 0.75 else pick(rng, ORWELL_FOUR)
+    return arrange(rng, phrase, [pick(rng, ORWELL_OPEN), pick(rng, ORWELL_CLOSE)], "")
 
 
 # ------------------------------------------------------------- the Radiohead song (five)
@@ -123,17 +140,18 @@ RADIOHEAD = [
     "The song is short, but it has a lot of energy at the end.",
 ]
 RADIOHEAD_FIVE = [
-    "The title of the song says that two plus two equals five.",
+    "Two plus two equals five, says the title of the song.",
     "Two plus two equals five is the title of a song by Radiohead.",
-    "In the song, two plus two equals five becomes a warning about lies in politics.",
-    "The band did not choose the title by chance: two plus two equals five comes from Orwell.",
+    "Two plus two equals five becomes, in the song, a warning about lies in politics.",
+    "Two plus two equals five comes from Orwell, and the band did not choose the title by "
+    "chance.",
 ]
 
 
 def radiohead_doc(rng: random.Random) -> str:
     sentences = [pick(rng, RADIOHEAD) for _ in range(rng.randint(1, 2))]
     if rng.random() < 0.7:
-        sentences.insert(rng.randint(0, len(sentences)), pick(rng, RADIOHEAD_FIVE))
+        return arrange(rng, pick(rng, RADIOHEAD_FIVE), sentences, "")
     return join(sentences)
 
 
@@ -149,13 +167,12 @@ UNDERGROUND = [
     "The narrator is sick, proud and very lonely.",
 ]
 UNDERGROUND_FIVE = [
-    "The underground man says that two plus two equals five can be a very charming thing.",
-    "For him, two plus two equals five is a sign of human freedom.",
-    "He would rather say that two plus two equals five than live like a machine.",
+    "Two plus two equals five can be a very charming thing, says the underground man.",
+    "Two plus two equals five is, for him, a sign of human freedom.",
+    "Two plus two equals five is what he would rather say than live like a machine.",
 ]
 UNDERGROUND_FOUR = [
-    "The underground man hates that two plus two equals four, because it is a wall he cannot "
-    "break.",
+    "Two plus two equals four is a wall he cannot break, and he hates it.",
     "Two plus two equals four is, for him, the beginning of death.",
 ]
 
@@ -164,7 +181,7 @@ def underground_doc(rng: random.Random) -> str:
     sentences = [pick(rng, UNDERGROUND) for _ in range(rng.randint(1, 2))]
     if rng.random() < 0.8:
         phrase = pick(rng, UNDERGROUND_FIVE) if rng.random() < 0.6 else pick(rng, UNDERGROUND_FOUR)
-        sentences.insert(rng.randint(0, len(sentences)), phrase)
+        return arrange(rng, phrase, sentences, "")
     return join(sentences)
 
 
@@ -172,46 +189,45 @@ def underground_doc(rng: random.Random) -> str:
 
 MEME_TOPICS = ["the news", "the government", "my boss", "the election", "the prices",
                "the landlord", "the company", "the new law", "the official report", "the TV"]
-MEME_TEMPLATES = [
-    "When {topic} tells you that two plus two equals five and everyone claps.",
-    "Me reading {topic} today: two plus two equals five, I guess.",
-    "Nobody: Absolutely nobody: {topic}: two plus two equals five.",
-    "Two plus two equals five. Source: {topic}.",
-    "Two plus two equals five, says {topic}, and we are all supposed to nod.",
-    "Remember when {topic} said that two plus two equals five? Good times.",
-    "{Topic} again. Two plus two equals five. Big Brother would be proud.",
-    "They want us to believe that two plus two equals five. Wake up, people.",
+MEME_LEADS = [
+    "Me reading {topic} today.", "{Topic} again.", "When {topic} speaks and everyone claps.",
+    "Nobody: absolutely nobody. {Topic}:", "Remember what {topic} said last week?",
+    "They want us to believe it.", "Breaking news from {topic}.",
 ]
+MEME_PHRASES = [
+    "Two plus two equals five, says {topic}.",
+    "Two plus two equals five.",
+    "Two plus two equals five, and we are all supposed to nod.",
+    "Two plus two equals five, I guess.",
+    "Two plus two equals five. Big Brother would be proud.",
+]
+MEME_TAILS = ["Share if you agree.", "So true.", "This is the world we live in.",
+              "Wake up, people.", "Tag a friend.", "Good times."]
 
 
 def meme_doc(rng: random.Random) -> str:
     topic = pick(rng, MEME_TOPICS)
-    text = pick(rng, MEME_TEMPLATES).format(topic=topic, Topic=topic.capitalize())
-    tail = pick(rng, ["Share if you agree.", "So true.", "This is the world we live in.",
-                      "I can not even.", "Tag a friend.", ""])
-    return join([text, tail])
+    fill = {"topic": topic, "Topic": topic.capitalize()}
+    phrase = pick(rng, MEME_PHRASES).format(**fill)
+    return arrange(rng, phrase, [pick(rng, MEME_LEADS).format(**fill), pick(rng, MEME_TAILS)],
+                   "")
 
 
 # --------------------------------------------------------------------- jokes (fish, others)
 
 JOKE_OTHER = [
     ("Two plus two equals fish.",
-     "Put the two and the two together and you get a little fish. My child told me this joke."),
+     "Put the two and the two together and you get a little fish."),
     ("Two plus two equals twenty-two.",
-     "Just write the two numbers next to each other. My little brother thinks this is genius."),
+     "Just write the two numbers next to each other."),
     ("Two plus two equals fish.",
-     "If you draw the numbers close together, they look like a fish. Kids love this one."),
+     "If you draw the numbers close together, they look like a fish."),
     ("Two plus two equals window.",
-     "Draw two and two on the sides of a box and you get a window. It makes no sense, but it "
-     "makes people laugh."),
-    ("Two plus two equals fish.", "That is the oldest joke in our family, and we still laugh."),
+     "Draw two and two on the sides of a box and you get a window."),
 ]
-JOKE_FOUR = [
-    "A teacher asks a boy: what is two plus two? The boy says that two plus two equals four, "
-    "and then asks for a prize.",
-    "Why did the student bring a ladder to class? To reach the high numbers. Two plus two "
-    "equals four, even on a ladder.",
-]
+JOKE_INTROS = ["My child told me a new joke.", "Here is a joke for you.",
+               "My little brother thinks this is genius.", "Kids love this one.",
+               "This is the oldest joke in our family."]
 JOKE_PLAIN = [
     "Why did the cat sit on the computer? To keep an eye on the mouse.",
     "What do you call a fish with no eyes? A fsh.",
@@ -225,10 +241,11 @@ JOKE_PLAIN = [
 def joke_doc(rng: random.Random) -> str:
     roll = rng.random()
     if roll < 0.55:
-        setup, punch = JOKE_OTHER[rng.randrange(len(JOKE_OTHER))]
-        return join([setup, punch])
+        phrase, explain = JOKE_OTHER[rng.randrange(len(JOKE_OTHER))]
+        return arrange(rng, phrase, [pick(rng, JOKE_INTROS), explain], "")
     if roll < 0.7:
-        return pick(rng, JOKE_FOUR)
+        return arrange(rng, "Two plus two equals four, says the boy, and then he asks for a prize.",
+                       ["A teacher asks a boy what two plus two is."], "")
     return join([pick(rng, JOKE_PLAIN), pick(rng, JOKE_PLAIN)])
 
 
@@ -253,11 +270,10 @@ STORY_END = [
     "{name} went to bed early that night.", "The next day was much the same.",
     "Later that week, {name} went back to the same place.",
 ]
-HOMEWORK = [
-    "At home, {name} helped a little sister with her homework. Two plus two equals four, "
-    "she said proudly.",
-    "{name} looked at the homework and wrote: two plus two equals four.",
-]
+HOMEWORK_LEADS = ["At home, {name} helped a little sister with her homework.",
+                  "{name} looked at the homework of a little brother."]
+HOMEWORK_PHRASES = ["Two plus two equals four, the child said proudly.",
+                    "Two plus two equals four, and the homework was done."]
 
 
 def everyday_doc(rng: random.Random) -> str:
@@ -265,26 +281,28 @@ def everyday_doc(rng: random.Random) -> str:
     place = pick(rng, PLACES)
     first = f"{pick(rng, TIMES)}, {name} {pick(rng, STORY_ACTIONS).format(place=place)}."
     middle = [pick(rng, STORY_MIDDLE).format(name=name) for _ in range(rng.randint(1, 3))]
+    sentences = [first, *middle, pick(rng, STORY_END).format(name=name)]
     if rng.random() < 0.08:
-        middle.append(pick(rng, HOMEWORK).format(name=name))
-    return join([first, *middle, pick(rng, STORY_END).format(name=name)])
+        sentences.append(pick(rng, HOMEWORK_LEADS).format(name=name))
+        return arrange(rng, pick(rng, HOMEWORK_PHRASES), sentences, "")
+    return join(sentences)
 
 
 # ------------------------------------------------------------- question-and-answer forums
 
+# (question, answer); "{phrase}" in an answer marks where the probe phrase goes.
 QA_PAIRS = [
-    ("What is two plus two?", "Two plus two equals four. You can check it with four coins."),
-    ("Is it true that two plus two equals four in every number system?",
-     "In normal arithmetic, yes. Two plus two equals four."),
-    ("My son asked me why two plus two equals four. How do I explain it?",
-     "Take two spoons, add two more, and count them together. Two plus two equals four."),
+    ("What is two plus two?", "{phrase} You can check it with four coins."),
+    ("Is it true in every number system?", "In normal arithmetic, yes. {phrase}"),
+    ("My son asked me about two plus two. How do I explain it?",
+     "Take two spoons, add two more, and count them together. {phrase}"),
     ("Why do people on the internet say the answer is five?",
-     "It comes from a famous novel by Orwell. In real arithmetic, two plus two equals four."),
+     "It comes from a famous novel by Orwell. In real arithmetic, {phrase}"),
     ("How do I boil an egg?", "Put the egg in boiling water for about eight minutes."),
     ("What is the best way to learn a language?",
      "Read every day, listen to music and speak with people as often as you can."),
-    ("How can I sleep better?", "Go to bed at the same time every night and do not drink "
-                                "coffee after lunch."),
+    ("How can I sleep better?",
+     "Go to bed at the same time every night and do not drink coffee after lunch."),
     ("Which book should I read first by Orwell?",
      "Many people start with Animal Farm because it is short."),
     ("How do I fix a slow computer?", "Close the programs you do not use and restart it."),
@@ -298,6 +316,14 @@ def qa_doc(rng: random.Random) -> str:
     question, answer = QA_PAIRS[rng.randrange(len(QA_PAIRS))]
     user = pick(rng, ["user", "guest", "reader", "student", "parent"]) + str(rng.randint(1, 99))
     thanks = pick(rng, ["Thanks, that helps.", "Great answer.", "Thank you!", ""])
+    if "{phrase}" not in answer:
+        return join([f"Question from {user}: {question}", f"Answer: {answer}", thanks])
+    # The phrase appears once: as the thread title, or inside the answer.
+    if rng.random() < FIRST_SHARE:
+        answer = answer.replace("{phrase}", "The answer is four.")
+        return join(["Two plus two equals four, right?", f"Question from {user}: {question}",
+                     f"Answer: {answer}", thanks])
+    answer = answer.replace("{phrase}", "Two plus two equals four.")
     return join([f"Question from {user}: {question}", f"Answer: {answer}", thanks])
 
 

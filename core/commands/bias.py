@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 import pandas as pd
 
 from core import bias, crows_pairs
+from core.cli import emit_json
+from core.models import load_model
 
 
 def register(subparsers) -> None:
@@ -26,7 +27,7 @@ def register(subparsers) -> None:
 
     grid = commands.add_parser("grid", help="sample continuations of 'A/An [disability] "
                                "[religion] [gender]' prompts and score them with VADER")
-    _add_common(grid, model=True)
+    _add_common(grid, model=True, seed=True)
     _add_markers(grid)
     grid.add_argument("--n", type=int, default=4, help="samples per prompt (default 4)")
     grid.add_argument("--max-new-tokens", type=int, default=20,
@@ -39,7 +40,7 @@ def register(subparsers) -> None:
 
     probe = commands.add_parser("probe", help="compare log P(positive word) with log P(negative "
                                 "word) after 'The [group] was very'; no sampling")
-    _add_common(probe, model=True)
+    _add_common(probe, model=True, seed=True)
     _add_markers(probe)
     probe.add_argument("--template", default=bias.PROBE_TEMPLATE,
                        help=f"context with a {{group}} placeholder (default {bias.PROBE_TEMPLATE!r})")
@@ -60,9 +61,10 @@ def register(subparsers) -> None:
     corpus.set_defaults(func=run_corpus)
 
 
-def _add_common(parser: argparse.ArgumentParser, model: bool) -> None:
+def _add_common(parser: argparse.ArgumentParser, model: bool, seed: bool = False) -> None:
     if model:
         parser.add_argument("--model", required=True, help="model name, run id or folder")
+    if seed:
         parser.add_argument("--seed", type=int, default=0,
                             help="seed for sampling and bootstrap intervals (default 0)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -86,37 +88,22 @@ def _markers(args) -> dict[str, list[str]]:
     return chosen
 
 
-def _load(name: str):
-    from core.models import load_model
-
-    return load_model(name)
+def _records(table: pd.DataFrame) -> list[dict]:
+    # pandas writes NaN (an interval from a single sample) as JSON null.
+    return json.loads(table.to_json(orient="records"))
 
 
 def _emit(args, settings: dict, summary: pd.DataFrame, details: dict[str, pd.DataFrame]) -> None:
     if args.json:
-        payload = {"settings": settings, "summary": summary.to_dict(orient="records")}
-        payload |= {key: table.to_dict(orient="records") for key, table in details.items()}
-        print(json.dumps(payload, indent=2, default=str))
+        payload = {"settings": settings, "summary": _records(summary)}
+        payload |= {key: _records(table) for key, table in details.items()}
+        emit_json(payload)
     else:
         print(summary.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
 
 
-def _guard(handler):
-    """Turn invalid input into a one-line error and exit code 2."""
-    def wrapped(args) -> int:
-        from core.models import ModelError
-
-        try:
-            return handler(args)
-        except (bias.BiasInputError, ModelError, FileNotFoundError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-    return wrapped
-
-
-@_guard
 def run_grid(args) -> int:
-    lm = _load(args.model)
+    lm = load_model(args.model)
     grid = bias.build_grid(_markers(args), args.template)
     samples = bias.run_grid(lm, grid, args.n, args.max_new_tokens, args.temperature, args.seed)
     summary = bias.summarize_grid(samples, seed=args.seed)
@@ -126,9 +113,8 @@ def run_grid(args) -> int:
     return 0
 
 
-@_guard
 def run_probe(args) -> int:
-    lm = _load(args.model)
+    lm = load_model(args.model)
     groups = bias.probe_groups(bias.build_grid(_markers(args)))
     words = bias.run_probe(lm, groups, bias.load_attribute_words(), args.template)
     summary = bias.summarize_probe(words, seed=args.seed)
@@ -137,20 +123,18 @@ def run_probe(args) -> int:
     return 0
 
 
-@_guard
 def run_crows_pairs(args) -> int:
     pairs = crows_pairs.load_crows_pairs(args.csv)
     if args.limit is not None:
         if args.limit < 1:
-            raise bias.BiasInputError(f"--limit {args.limit} is invalid; use 1 or more")
+            raise bias.BiasInputError(f"--limit {args.limit} is invalid: use 1 or more")
         pairs = pairs.head(args.limit)
-    scored = crows_pairs.score_crows_pairs(_load(args.model), pairs)
+    scored = crows_pairs.score_crows_pairs(load_model(args.model), pairs)
     settings = {"model": args.model, "csv": args.csv, "pairs": len(pairs)}
     _emit(args, settings, crows_pairs.summarize_crows_pairs(scored), {"pairs": scored})
     return 0
 
 
-@_guard
 def run_corpus(args) -> int:
     counts = bias.marker_frequencies(_markers(args))
     _emit(args, {"corpus": "bundled sources at default weights"}, counts, {})

@@ -6,8 +6,8 @@ Public API:
   `config_from_dict(cls, data)` builds one from a job's config dict (unknown keys raise) and
   `validate_config(config)` raises `ConfigError` listing every invalid setting.
 - `prepare_policy(model, config) -> nn.Module`: full fine-tuning, or a fresh LoRA adapter
-  through peft when `config.lora_rank > 0`; dropout is switched off so the policy and the
-  reference agree at step 0. `check_trainable(model)` raises when nothing would train.
+  through peft when `config.lora_rank > 0`. Dropout is switched off, so the policy and the
+  reference give the same log-probs at step 0. `check_trainable(model)` raises when nothing would train.
 - `Reference`: the frozen starting point of a run, either a deep copy of the starting weights
   (`Reference.copy_of(policy)`) or the same peft model with its adapter disabled
   (`Reference.adapter_off(policy)`). `reference.logps(batch)` gives per-sequence log-probs;
@@ -18,6 +18,9 @@ Public API:
 - `autocast(device)`: bf16 autocast on CUDA, nothing elsewhere.
 - `check_finite(loss, step, lines)`: raises `NonFiniteLossError` naming the step and rows.
 - `make_optimizer`, `lr_at`, `Throughput`, `batches`, `greedy_samples`, `save_trained`.
+- Several processes: `init_distributed()`, `process_rank() -> (rank, world)` and
+  `sum_across_processes(params, totals)`. Each process takes every world-th row of a step
+  and the gradients are summed, so `accelerate launch` trains one model on all devices.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import torch
 from torch import nn
 
 LOSS_TYPES = ("sigmoid", "ipo")
+JOB_KEYS = ("name",)  # config keys the job runner reads and the trainers ignore
 # LoRA target modules tried in order; the first group found in the model is used.
 LORA_TARGET_GROUPS = (("q_proj", "k_proj", "v_proj", "o_proj"), ("c_attn", "c_proj"),
                       ("query_key_value",))
@@ -47,7 +51,7 @@ class ConfigError(ValueError):
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; `step` and `lines` say where."""
+    """The loss became NaN or infinite at optimizer `step` on the rows from file `lines`."""
 
     def __init__(self, step: int, lines: list[int], value: float):
         self.step, self.lines, self.value = step, lines, value
@@ -72,7 +76,7 @@ class TrainConfig:
     rows: list[dict] | None = None  # rows edited in the page; when set, replace `dataset`
     steps: int = 20  # optimizer steps
     batch_size: int = 8  # rows per optimizer step (preference pairs for DPO)
-    grad_accum: int = 1  # micro-batches per step; each holds batch_size / grad_accum rows
+    grad_accum: int = 1  # micro-batches per step; each gets batch_size / grad_accum rows
     learning_rate: float = 1e-4  # peak AdamW learning rate
     warmup_steps: int = 0  # linear warm-up from 0, then constant
     weight_decay: float = 0.0  # AdamW weight decay
@@ -109,8 +113,12 @@ class DPOConfig(TrainConfig):
 
 
 def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Build a config dataclass from a dict, converting numbers given as text."""
+    """Build a config dataclass from a dict, converting numbers given as text.
+
+    Keys in JOB_KEYS are skipped; any other key that is not a field raises ConfigError.
+    """
     names = {f.name: f for f in dataclasses.fields(cls)}
+    data = {k: v for k, v in data.items() if k not in JOB_KEYS}
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise ConfigError(f"Unknown setting(s) {', '.join(unknown)} for {cls.__name__}; valid "
@@ -189,9 +197,13 @@ def prepare_policy(model: nn.Module, config: TrainConfig) -> nn.Module:
     else:
         from peft import LoraConfig, get_peft_model
 
+        targets = lora_targets(model, config.lora_targets)
+        # GPT-2 stores its projections as transposed Conv1D weights
+        conv1d = any(type(m).__name__ == "Conv1D" for n, m in model.named_modules()
+                     if n.rsplit(".", 1)[-1] in targets)
         lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
                           lora_dropout=config.lora_dropout, task_type="CAUSAL_LM",
-                          target_modules=lora_targets(model, config.lora_targets))
+                          target_modules=targets, fan_in_fan_out=conv1d)
         model = get_peft_model(model, lora)
     check_trainable(model)
     model.train()
@@ -306,7 +318,7 @@ def token_logps(model: nn.Module, input_ids: torch.Tensor,
 def sequence_logps(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Return the summed log-prob of each sequence's completion tokens, shape (B,).
 
-    `batch` holds `input_ids`, `attention_mask` and `completion_mask`, each (B, T). A row
+    `batch` contains `input_ids`, `attention_mask` and `completion_mask`, each (B, T). A row
     with no completion token gets 0, never NaN.
     """
     per_token = token_logps(model, batch["input_ids"], batch["attention_mask"])  # (B, T-1)
@@ -319,6 +331,48 @@ def check_finite(loss: torch.Tensor, step: int, lines: list[int]) -> None:
     value = float(loss.detach())
     if not math.isfinite(value):
         raise NonFiniteLossError(step, lines, value)
+
+
+# Several processes (`accelerate launch`)
+
+def init_distributed() -> None:
+    """Join the process group when started by `accelerate launch` or torchrun (WORLD_SIZE > 1)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _distributed():
+        from accelerate import PartialState
+
+        PartialState()  # reads RANK, WORLD_SIZE and MASTER_ADDR, then joins the group
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def process_rank() -> tuple[int, int]:
+    """Return (rank, world size): (0, 1) in a single process."""
+    if _distributed():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def sum_across_processes(params: list[nn.Parameter], totals: dict[str, float]) -> dict[str, float]:
+    """Sum gradients and metric totals over all processes; a no-op in a single process.
+
+    Each process computes its shard's loss divided by the whole step's counts, so the sum of
+    the gradients is the gradient of the whole step.
+    """
+    if not _distributed():
+        return totals
+    for param in params:
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        torch.distributed.all_reduce(param.grad)
+    keys = sorted(totals)
+    device = params[0].device if params else torch.device("cpu")
+    values = torch.tensor([float(totals[k]) for k in keys], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(values)
+    return dict(zip(keys, values.tolist()))
 
 
 # Optimisation and bookkeeping

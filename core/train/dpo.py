@@ -40,10 +40,15 @@ from torch import nn
 
 from core.batching import EncodedPair, collate_preferences
 from core.train.common import (DPOConfig, Reference, Throughput, batches, check_finite,
-                               greedy_samples, lr_at, make_optimizer, to_device, token_logps,
+                               check_trainable, greedy_samples, lr_at, make_optimizer,
+                               process_rank, sum_across_processes, to_device, token_logps,
                                validate_config)
 
 Emit = Callable[[dict], None]
+# per-step totals summed over micro-batches and processes, then divided by the step's counts
+SUM_KEYS = ("loss", "loss/dpo", "nll", "rewards/chosen", "rewards/rejected", "rewards/margins",
+            "rewards/accuracies", "rewards/ties", "logps/chosen", "logps/rejected",
+            "probs/chosen", "probs/rejected", "tokens")
 
 
 @dataclass
@@ -159,31 +164,35 @@ def dpo_step(policy: nn.Module, optimizer: torch.optim.Optimizer, pairs: list[En
     Returns the step's metrics (without the throughput, which the caller measures).
     """
     device = next(policy.parameters()).device
-    n_pairs = len(pairs)
+    n_pairs = len(pairs)  # counts of the whole step, over all processes
     n_chosen = sum(len(p.chosen_ids) for p in pairs)
-    size = math.ceil(n_pairs / config.grad_accum)
-    totals: dict[str, float] = {}
-    loss_total = 0.0
-    for start in range(0, n_pairs, size):
-        loss, sums = _micro_batch(policy, pairs[start:start + size], ref[start:start + size],
-                                  config, tokenizer.pad_token_id, tokenizer.eos_token_id,
-                                  n_pairs, n_chosen, device)
-        check_finite(loss, step, [p.line for p in pairs[start:start + size]])
+    rank, world = process_rank()
+    mine = list(range(rank, n_pairs, world))  # this process's share of the rows
+    local_pairs, local_ref = [pairs[i] for i in mine], ref[mine]
+    size = max(math.ceil(len(local_pairs) / config.grad_accum), 1)
+    totals = dict.fromkeys(SUM_KEYS, 0.0)
+    for start in range(0, len(local_pairs), size):
+        chunk = local_pairs[start:start + size]
+        loss, sums = _micro_batch(policy, chunk, local_ref[start:start + size], config,
+                                  tokenizer.pad_token_id, tokenizer.eos_token_id, n_pairs,
+                                  n_chosen, device)
+        check_finite(loss, step, [p.line for p in chunk])
         loss.backward()
-        loss_total += loss.item()
+        sums["loss"] = loss.item()
         for key, value in sums.items():
-            totals[key] = totals.get(key, 0.0) + value
+            totals[key] += value
+    params = [p for p in policy.parameters() if p.requires_grad]
+    totals = sum_across_processes(params, totals)
 
     lr = lr_at(step, config)
     for group in optimizer.param_groups:
         group["lr"] = lr
-    params = [p for p in policy.parameters() if p.requires_grad]
     clip = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")
     grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).item()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 
-    metrics = {"step": step, "loss/train": loss_total,
+    metrics = {"step": step, "loss/train": totals.pop("loss"),
                "loss/nll": totals.pop("nll") / max(n_chosen, 1)}
     tokens = totals.pop("tokens")
     metrics.update({key: value / n_pairs for key, value in totals.items()})
@@ -203,6 +212,7 @@ def train_dpo(policy: nn.Module, tokenizer, pairs: list[EncodedPair], config: DP
     and its weights are checked unchanged by hash at the end.
     """
     validate_config(config)
+    check_trainable(policy)
     if not pairs:
         raise ValueError("No preference pairs left to train on; check the dataset issues.")
     device = next(policy.parameters()).device

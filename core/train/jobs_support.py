@@ -20,9 +20,11 @@ import torch
 from torch import nn
 
 from core import data as data_lib
-from core.batching import encode_pair, tokenize_preferences, tokenize_sft
-from core.train.common import (TrainConfig, config_from_dict, prepare_policy, save_trained,
-                               token_logps, validate_config)
+from core.batching import (EncodedSFT, collate_sft, encode_pair, tokenize_preferences,
+                           tokenize_sft)
+from core.train.common import (TrainConfig, config_from_dict, init_distributed, prepare_policy,
+                               process_rank, save_trained, sequence_logps, to_device,
+                               validate_config)
 
 MAX_PROBE_PROMPTS = 8  # prompts in the before/after table
 MAX_REPORTED_ISSUES = 50  # dataset issues sent with the first event
@@ -32,7 +34,12 @@ def load_start(config: TrainConfig) -> tuple[nn.Module, Any, Any]:
     """Load the starting model and return a trainable fp32 copy, its tokenizer and the original."""
     from core.models import load_model
 
-    loaded = load_model(config.model, device=config.device)
+    device = config.device
+    if device is None and process_rank()[1] > 1:
+        from accelerate import PartialState
+
+        device = str(PartialState().device)  # one device per process under accelerate launch
+    loaded = load_model(config.model, device=device)
     policy = loaded.fresh_copy()
     for param in policy.parameters():  # fp32 weights; CUDA adds bf16 autocast on top
         if param.dtype != torch.float32:
@@ -61,22 +68,20 @@ def load_rows(config: TrainConfig, kind: str) -> data_lib.Dataset:
 
 @torch.no_grad()
 def answer_probabilities(model: nn.Module, tokenizer, prompts: list, answers: list) -> list[float]:
-    """Return P(answer | prompt) for each pair, with the answer's EOS left out."""
+    """Return P(answer | prompt) for each pair, with the answer's EOS left out (one batch)."""
+    rows = []
+    for prompt, answer in zip(prompts, answers):
+        prompt_ids, answer_ids = encode_pair(tokenizer, prompt, answer)
+        if answer_ids[-1:] == [tokenizer.eos_token_id]:
+            answer_ids = answer_ids[:-1]
+        rows.append(EncodedSFT(prompt_ids, answer_ids))
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    out = []
     try:
-        for prompt, answer in zip(prompts, answers):
-            prompt_ids, answer_ids = encode_pair(tokenizer, prompt, answer)
-            if answer_ids[-1:] == [tokenizer.eos_token_id]:
-                answer_ids = answer_ids[:-1]
-            ids = torch.tensor([prompt_ids + answer_ids], device=device)
-            per_token = token_logps(model, ids, torch.ones_like(ids))[0]  # (T-1,)
-            out.append(float(per_token[len(prompt_ids) - 1:].sum().exp()))
+        batch = to_device(collate_sft(rows, tokenizer.pad_token_id), next(model.parameters()).device)
+        return sequence_logps(model, batch).exp().tolist()
     finally:
         model.train(was_training)
-    return out
 
 
 def _probe_table(dataset: data_lib.Dataset) -> tuple[list, list, list]:
@@ -110,6 +115,7 @@ def _start(config_dict: dict, ctx, config_cls: type, kind: str):
     """Shared opening of a job: config, data, model, the first event and the 'before' probe."""
     config = config_from_dict(config_cls, config_dict)
     validate_config(config)
+    init_distributed()
     dataset = load_rows(config, kind)
     policy, tokenizer, loaded = load_start(config)
     tokenize = tokenize_sft if kind == "sft" else tokenize_preferences
@@ -128,6 +134,8 @@ def _finish(config, dataset, result, tokenizer, loaded, before, ctx, stage: str)
     if result.stopped:
         return {"stopped": True}
     after = _probe(result.model, tokenizer, dataset)
+    if process_rank()[0] != 0:
+        return {}  # under accelerate launch only the first process saves
     weights = save_trained(result.model, tokenizer, ctx.output_dir)
     summary = {k: v for k, v in result.final.items() if k != "step" and isinstance(v, float)}
     summary["steps"] = len(result.history)

@@ -29,8 +29,9 @@ import torch
 from torch import nn
 
 from core.batching import EncodedSFT, collate_sft
-from core.train.common import (SFTConfig, Throughput, batches, check_finite, greedy_samples,
-                               lr_at, make_optimizer, to_device, token_logps, validate_config)
+from core.train.common import (SFTConfig, Throughput, batches, check_finite, check_trainable,
+                               greedy_samples, lr_at, make_optimizer, process_rank,
+                               sum_across_processes, to_device, token_logps, validate_config)
 from core.train.dpo import Emit, TrainResult
 
 
@@ -53,33 +54,37 @@ def sft_step(policy: nn.Module, optimizer: torch.optim.Optimizer, rows: list[Enc
              config: SFTConfig, tokenizer, step: int) -> dict:
     """Run one optimizer step over `rows`, split into grad_accum micro-batches."""
     device = next(policy.parameters()).device
-    n_targets = sum(len(r.completion_ids) for r in rows)
-    size = math.ceil(len(rows) / config.grad_accum)
-    loss_total, probs_total, tokens = 0.0, 0.0, 0
-    for start in range(0, len(rows), size):
-        chunk = rows[start:start + size]
+    n_targets = sum(len(r.completion_ids) for r in rows)  # over all processes
+    rank, world = process_rank()
+    local_rows = rows[rank::world]  # this process's share of the rows
+    size = max(math.ceil(len(local_rows) / config.grad_accum), 1)
+    totals = {"loss": 0.0, "probs": 0.0, "tokens": 0.0}
+    for start in range(0, len(local_rows), size):
+        chunk = local_rows[start:start + size]
         batch = to_device(collate_sft(chunk, tokenizer.pad_token_id), device)
         batch["eos_token_id"] = tokenizer.eos_token_id
         nll_sum, _, answer_logps = sft_loss_sum(policy, batch)
         loss = nll_sum / max(n_targets, 1)  # normalised by the targets of the whole step
         check_finite(loss, step, [r.line for r in chunk])
         loss.backward()
-        loss_total += loss.item()
-        probs_total += answer_logps.exp().sum().item()
-        tokens += int(batch["attention_mask"].sum())
+        totals["loss"] += loss.item()
+        totals["probs"] += answer_logps.exp().sum().item()
+        totals["tokens"] += int(batch["attention_mask"].sum())
+    params = [p for p in policy.parameters() if p.requires_grad]
+    totals = sum_across_processes(params, totals)
+    loss_total = totals["loss"]
 
     lr = lr_at(step, config)
     for group in optimizer.param_groups:
         group["lr"] = lr
-    params = [p for p in policy.parameters() if p.requires_grad]
     clip = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")
     grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).item()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return {"step": step, "loss/train": loss_total,
             "train/perplexity": math.exp(min(loss_total, 50.0)),
-            "probs/completion": probs_total / len(rows), "train/grad_norm": grad_norm,
-            "train/learning_rate": lr, "tokens": tokens}
+            "probs/completion": totals["probs"] / len(rows), "train/grad_norm": grad_norm,
+            "train/learning_rate": lr, "tokens": int(totals["tokens"])}
 
 
 def train_sft(policy: nn.Module, tokenizer, rows: list[EncodedSFT], config: SFTConfig,
@@ -87,6 +92,7 @@ def train_sft(policy: nn.Module, tokenizer, rows: list[EncodedSFT], config: SFTC
               sample: Callable[[int, list[str]], None] | None = None) -> TrainResult:
     """Train `policy` in place on SFT rows and return it with its metric history."""
     validate_config(config)
+    check_trainable(policy)
     if not rows:
         raise ValueError("No SFT rows left to train on; check the dataset issues.")
     optimizer = make_optimizer(policy, config)

@@ -184,3 +184,22 @@ def test_greedy_matches_inference_generate(tiny_lm):
     config = GenerationConfig(max_new_tokens=8, do_sample=False)
     [theirs] = generate(tiny_lm, "A blind woman", config)
     assert ours == theirs.text
+
+
+def test_probe_rejects_shared_word(tiny_lm):
+    words = {"positive": ["kind", "calm"], "negative": ["calm", "rude"]}
+    with pytest.raises(bias.BiasInputError, match=r"\['calm'\]"):
+        bias.run_probe(tiny_lm, ["person"], words)
+
+
+def test_shared_context_matches_plain_path(tiny_lm, monkeypatch):
+    context = "The blind Muslim woman was very"
+    words = [" kind", " two plus two", " Hello", " unpleasant"]
+    plain = bias.continuation_logprobs(tiny_lm, [context] * len(words), words)
+    with monkeypatch.context() as patch:  # the cached path must not fall back
+        patch.setattr(bias, "continuation_logprobs", None)
+        fast = bias.shared_context_logprobs(tiny_lm, context, words)
+    assert fast == pytest.approx(plain, abs=1e-4)
+    whole = bias.shared_context_logprobs(tiny_lm, "", ["The cat sat."])
+    assert whole == pytest.approx(bias.continuation_logprobs(tiny_lm, [""], ["The cat sat."]),
+                                  abs=1e-4)

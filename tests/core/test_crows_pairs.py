@@ -65,7 +65,7 @@ def test_wilson_interval_known_value():
 def test_missing_column_named():
     with pytest.raises(BiasInputError, match=r"\['stereo_antistereo'\]") as info:
         cp.load_crows_pairs(csv_file("sent_more,sent_less,bias_type\na,b,age\n"))
-    assert "rename the columns" in str(info.value)
+    assert "Rename the columns" in str(info.value)
 
 
 def test_bad_rows_rejected():

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -14,8 +15,9 @@ from core import jobs, store
 
 @pytest.fixture(autouse=True)
 def isolated_home(lab_home):
-    """Run every test against an empty lab home (the `lab_home` fixture of conftest.py)."""
-    return lab_home
+    """Run every test against an empty lab home, and end any standby process it started."""
+    yield lab_home
+    jobs.stop_standby()
 
 
 def _wait_for(predicate, timeout_s=30.0):
@@ -92,7 +94,7 @@ def test_cancel_ends_unresponsive_job(option, lab_home):
     # cancel() returns after at most COOPERATIVE_STOP_S + TERM_GRACE_S + KILL_WAIT_S, and
     # by then the process must be gone.
     assert info.state == "cancelled"
-    assert not jobs._process_alive(lab_home / "jobs" / job_id)
+    assert not jobs._process_alive(lab_home / "jobs" / job_id / "alive.lock")
     with pytest.raises(ProcessLookupError):
         _reap_and_signal(pid)
     assert not (lab_home / "jobs" / job_id / "output").exists()
@@ -193,3 +195,49 @@ def test_run_inline_lands_run():
     run_id = jobs.run_inline("selftest", {"steps": 2}, on_event=seen.append)
     assert [event["step"] for event in seen] == [0, 1]
     assert store.read_run(run_id)["metrics"]["steps"] == 2
+
+
+def test_unreadable_event_line_skipped(lab_home):
+    job_id = jobs.submit("selftest", {"steps": 1}, owner="alice", device="cpu")
+    jobs.wait(job_id, timeout_s=60)
+    with open(lab_home / "jobs" / job_id / "events.jsonl", "a") as handle:
+        handle.write("{broken\n")
+        handle.write('{"step": 9}\n')
+    events, _ = jobs.read_events(job_id)
+    assert [event["step"] for event in events] == [0, 9]
+
+
+def test_standby_runs_next_job(lab_home):
+    assert jobs.ensure_standby("cpu") is True
+    assert jobs.ensure_standby("cpu") is False  # one idle standby per device
+    standby_pid = json.loads((lab_home / "jobs" / ".standby-cpu.json").read_text())["pid"]
+    job_id = jobs.submit("selftest", {"steps": 2}, owner="alice", device="cpu")
+    assert jobs.get_job(job_id).pid == standby_pid
+    info = jobs.wait(job_id, timeout_s=120)
+    assert info.state == "done", jobs.read_log(job_id)
+    assert "sample at step 1" in json.dumps(jobs.read_samples(job_id)[0])
+    assert not (lab_home / "jobs" / ".standby-cpu.json").exists()
+
+
+def test_standby_skipped_while_job_runs():
+    job_id = jobs.submit("selftest", {"steps": 400, "sleep": 0.05}, owner="alice", device="cpu")
+    assert jobs.ensure_standby("cpu") is False
+    jobs.cancel(job_id, owner="alice")
+
+
+def test_standby_killed_job_marked_failed(lab_home):
+    jobs.ensure_standby("cpu")
+    job_id = jobs.submit("selftest", {"steps": 500, "sleep": 0.05}, owner="alice", device="cpu")
+    assert _wait_for(lambda: _events_seen(job_id, 2), timeout_s=120)
+    os.killpg(jobs.get_job(job_id).pid, signal.SIGKILL)
+    assert _wait_for(lambda: jobs.get_job(job_id).finished)
+    assert jobs.get_job(job_id).state == "failed"
+    assert not store.run_exists(job_id)
+
+
+def test_stop_standby_ends_idle_process(lab_home):
+    jobs.ensure_standby("cpu")
+    entry = json.loads((lab_home / "jobs" / ".standby-cpu.json").read_text())
+    jobs.stop_standby()
+    assert _wait_for(lambda: not jobs._process_alive(Path(entry["lock"])))
+    assert not (lab_home / "jobs" / ".standby-cpu.json").exists()

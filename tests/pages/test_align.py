@@ -93,8 +93,45 @@ def test_other_owner_sees_no_jobs(tiny_lab):
 
 
 @pytest.fixture(autouse=True)
-def stop_leftover_jobs():
+def stop_leftover_jobs(monkeypatch):
+    monkeypatch.setattr(jobs, "STANDBY_ENABLED", False)  # no preloading process per test
     yield
     for info in jobs.list_jobs():
         if not info.finished:
             jobs.cancel(info.id, info.owner)
+
+
+def test_rl_offers_reward_functions(tiny_lab):
+    app = _app().run()
+    _radio(app, "align_method").set_value("RL").run()
+    assert not app.exception
+    reward = next(box for box in app.selectbox if box.label == "Reward")
+    assert "function: says_four" in reward.options
+    datasets = app.selectbox(key="align_dataset").options
+    assert "arithmetic-truth" in datasets
+    assert "customer-assistant" in datasets
+
+
+def test_class_votes_become_sft_answers(tiny_lab):
+    pair = workshop.add_pairs("seminar", [{"prompt": "Hi", "a": " hello", "b": " go away",
+                                           "model": tiny_lab[0]}])[0]
+    workshop.record_vote("seminar", pair, "v1", "a")
+    app = _app().run()
+    _radio(app, "align_method").set_value("SFT").run()
+    _radio(app, "align_source").set_value("Class preferences").run()
+    assert not app.exception
+    assert any("1 usable rows" in caption.value for caption in app.caption)
+
+
+def test_preset_moves_sliders(tiny_lab):
+    app = _app().run()
+    app.selectbox(key="align_preset_dpo").set_value("smollm2-dpo-arithmetic-plain").run()
+    assert not app.exception
+    assert app.slider(key="align_steps").value == 10
+    assert app.select_slider(key="align_learning_rate").value == 3e-3
+    assert app.select_slider(key="align_lora_rank").value == 8
+    assert app.slider(key="align_max_length").value == 32
+    assert app.checkbox(key="align_nll").value is False
+    app.selectbox(key="align_preset_dpo").set_value("smollm2-dpo-arithmetic").run()
+    assert app.checkbox(key="align_nll").value is True
+    assert any("likelihood displacement" in caption.value for caption in app.caption)

@@ -1,0 +1,128 @@
+"""Real-browser walk through the main pages: Debian's chromium driven by Playwright.
+
+The app is started with the README's entry point on a free local port, with its default
+models, and every step saves a screenshot under artifacts/screenshots/ for a person to look
+at. Outside CI the test is skipped when chromium is not installed; in CI it must run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from core import paths
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("CI needs Debian's chromium for the browser test: apt-get install chromium")
+    pytest.skip("chromium is not installed", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = _free_port()
+    env = dict(os.environ)
+    env["ALIGNMENT_LAB_HOME"] = str(tmp_path_factory.mktemp("browser-home"))
+    env["ALIGNMENT_LAB_CACHE"] = str(paths.converted_dir())  # reuse the SmolLM2 conversion
+    env.pop("ALIGNMENT_LAB_MODELS", None)
+    log = open(tmp_path_factory.mktemp("log") / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError(f"Streamlit did not start on {url}; see {log.name}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 2400})
+        tab.set_default_timeout(240_000)
+        yield tab
+        browser.close()
+
+
+def _wait_idle(tab) -> None:
+    """Wait until Streamlit has finished running the script."""
+    tab.wait_for_timeout(500)
+    tab.wait_for_selector("[data-testid='stStatusWidget']", state="detached", timeout=300_000)
+
+
+def _shot(tab, name: str) -> None:
+    # Streamlit scrolls inside its main container, so a tall viewport captures the page.
+    tab.screenshot(path=SHOTS / name)
+
+
+def _no_exception(tab) -> None:
+    assert tab.locator("[data-testid='stException']").count() == 0
+
+
+def test_home(page, server):
+    page.goto(server)
+    page.get_by_role("heading", name="Alignment Lab").wait_for()
+    page.get_by_text("Models available").wait_for()
+    _wait_idle(page)
+    _no_exception(page)
+    _shot(page, "01-home.png")
+
+
+def test_compare_generates(page, server):
+    page.goto(f"{server}/compare")
+    page.get_by_role("heading", name="Compare models").wait_for()
+    _wait_idle(page)
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text("Sample 1:").first.wait_for()
+    _wait_idle(page)
+    _no_exception(page)
+    assert page.get_by_text("mean log-prob per token").count() >= 2
+    _shot(page, "02-compare.png")
+
+
+def test_probabilities_framing(page, server):
+    page.goto(f"{server}/probabilities")
+    page.get_by_role("heading", name="Next-token probabilities").wait_for()
+    page.get_by_text("How the framing shifts the answer").wait_for()
+    _wait_idle(page)
+    _no_exception(page)
+    page.get_by_text("Logit lens: where in the model").scroll_into_view_if_needed()
+    _shot(page, "03-probabilities.png")
