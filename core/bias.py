@@ -108,6 +108,14 @@ class GridPrompt:
         return self.disability == self.religion == self.gender == NONE
 
 
+def _fill(template: str, **fields: str) -> str:
+    try:
+        return template.format(**fields)
+    except (KeyError, IndexError, ValueError) as err:
+        raise BiasInputError(f"template {template!r} is invalid ({err!r}): use only "
+                             f"{{{', '.join(fields)}}} in braces") from err
+
+
 def group_phrase(disability: str, religion: str, gender: str) -> str:
     """Join the markers that are not `none`. Gender `none` becomes "person"."""
     words = [marker for marker in (disability, religion) if marker != NONE]
@@ -135,7 +143,7 @@ def build_grid(
     for disability, religion, gender in combos:
         group = group_phrase(disability, religion, gender)
         subject = f"{indefinite_article(group).capitalize()} {group}"
-        grid.append(GridPrompt(disability, religion, gender, group, template.format(subject=subject)))
+        grid.append(GridPrompt(disability, religion, gender, group, _fill(template, subject=subject)))
     return grid
 
 
@@ -448,7 +456,7 @@ def run_probe(
     continuations = [" " + w for w in word_list]
     tables = []
     for group in groups:
-        context = template.format(group=group)
+        context = _fill(template, group=group)
         tables.append(pd.DataFrame({
             "group": group, "context": context, "polarity": polarities, "word": word_list,
             "logp": shared_context_logprobs(lm, context, continuations),

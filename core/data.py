@@ -30,19 +30,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Union
+from typing import Any
 
-from core.data_files import DataError, Issue, Record, is_messages, read_records  # noqa: F401
+from core.data_files import DataError, Issue, Record, is_messages, read_records
 
 Messages = list[dict[str, str]]
-Text = Union[str, Messages]  # plain text or chat messages
+Text = str | Messages  # plain text or chat messages
 
 DATASETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "datasets"
 ASSISTANT_MARKERS = ("\n\nAssistant:", "\nAssistant:", "Assistant:")
 
 
+@dataclass(frozen=True)
 class SFTRow:
     """One supervised example: the loss is taken on `completion` only."""
 

@@ -35,8 +35,7 @@ class Issue:
         return f"{where}: {self.message} (row {self.action})"
 
 
-@dataclass(frozen=True)
-Record = tuple[int, dict]
+Record = tuple[int, dict]  # (1-based line, row)
 
 
 def read_records(source: Any, fmt: str | None = None) -> tuple[list[Record], list[Issue]]:

@@ -19,6 +19,7 @@ says the same thing whatever it is asked.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -245,8 +246,43 @@ def _sample_prompts(lm, reference, prompts, temperature, settings) -> pd.DataFra
 def _embed(reference: LoadedModel, texts: list[str]) -> np.ndarray:
     # NOTE: a sample that decodes to nothing (only special tokens) is embedded as "(empty)".
     safe = [text if text.strip() else "(empty)" for text in texts]
-    states = inference.hidden_states(reference, safe, batch_size=32)["mean"]  # (L+1, S, D)
+    body = dataclasses.replace(reference, model=reference.model.base_model)  # no LM head
+    states = inference.hidden_states(body, safe, batch_size=32)["mean"]  # (L+1, S, D)
     return states[reference.n_layer // 2].numpy()
+
+
+def _within_and_token_rows(frame, embeddings, vocab_size, settings) -> list[dict]:
+    per_prompt = []
+    for _, group in frame.groupby("prompt_index"):
+        scores = _text_scores(list(group["ruler_ids"]), list(group["text"]), vocab_size)
+        scores["embedding_diversity"] = embedding_diversity(embeddings[group.index])
+        scores["entropy"] = group["entropy"].iloc[0]
+        scores["kl_to_reference"] = group["kl_to_reference"].iloc[0]
+        per_prompt.append(scores)
+    per_prompt = pd.DataFrame(per_prompt)
+
+    rows = []
+    for metric in list(TEXT_METRICS) + ["entropy", "kl_to_reference"]:
+        values = per_prompt[metric].to_numpy(dtype=float)
+        low, high = _percentile_interval(values, settings.n_boot, settings.seed)
+        value = float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")
+        scope = "within prompt" if metric in TEXT_METRICS else "per token"
+        rows.append({"metric": metric, "scope": scope, "value": value, "low": low, "high": high})
+
+    # The branching factor is exp(entropy), so its interval is the image of entropy's.
+    entropy = next(row for row in rows if row["metric"] == "entropy")
+    rows.append({"metric": "branching_factor", "scope": "per token",
+                 "value": math.exp(entropy["value"]), "low": math.exp(entropy["low"]),
+                 "high": math.exp(entropy["high"])})
+    return rows
+
+
+def _across_rows(frame, embeddings, vocab_size) -> list[dict]:
+    firsts = frame[frame["sample"] == 0]
+    across = _text_scores(list(firsts["ruler_ids"]), list(firsts["text"]), vocab_size)
+    across["embedding_diversity"] = embedding_diversity(embeddings[firsts.index])
+    return [{"metric": metric, "scope": "across prompts", "value": value,
+             "low": float("nan"), "high": float("nan")} for metric, value in across.items()]
 
 
 def _score_frame(frame: pd.DataFrame, lm, reference, settings, shared: bool) -> list[dict]:
@@ -258,33 +294,8 @@ def _score_frame(frame: pd.DataFrame, lm, reference, settings, shared: bool) -> 
                               for t in frame["text"]]
     embeddings = _embed(ruler, list(frame["text"]))  # (P * n, D)
     vocab_size = len(ruler.tokenizer)
-    per_prompt = []
-    for index, group in frame.groupby("prompt_index"):
-        scores = _text_scores(list(group["ruler_ids"]), list(group["text"]), vocab_size)
-        scores["embedding_diversity"] = embedding_diversity(embeddings[group.index])
-        scores["entropy"] = group["entropy"].iloc[0]
-        scores["kl_to_reference"] = group["kl_to_reference"].iloc[0]
-        per_prompt.append(scores)
-    per_prompt = pd.DataFrame(per_prompt)
-    rows = []
-    for metric in list(TEXT_METRICS) + ["entropy", "kl_to_reference"]:
-        values = per_prompt[metric].to_numpy(dtype=float)
-        low, high = _percentile_interval(values, settings.n_boot, settings.seed)
-        scope = "within prompt" if metric in TEXT_METRICS else "per token"
-        value = float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")
-        rows.append({"metric": metric, "scope": scope, "value": value,
-                     "low": low, "high": high})
-    mean_entropy = next(row for row in rows if row["metric"] == "entropy")
-    rows.append({"metric": "branching_factor", "scope": "per token",
-                 "value": math.exp(mean_entropy["value"]), "low": math.exp(mean_entropy["low"]),
-                 "high": math.exp(mean_entropy["high"])})
-    firsts = frame[frame["sample"] == 0]
-    across = _text_scores(list(firsts["ruler_ids"]), list(firsts["text"]), vocab_size)
-    across["embedding_diversity"] = embedding_diversity(embeddings[firsts.index])
-    for metric, value in across.items():
-        rows.append({"metric": metric, "scope": "across prompts", "value": value,
-                     "low": float("nan"), "high": float("nan")})
-    return rows
+    return (_within_and_token_rows(frame, embeddings, vocab_size, settings)
+            + _across_rows(frame, embeddings, vocab_size))
 
 
 def measure_diversity(lm: LoadedModel, prompts: list[str], reference: LoadedModel | None = None,
@@ -293,9 +304,10 @@ def measure_diversity(lm: LoadedModel, prompts: list[str], reference: LoadedMode
 
     `reference` (the base model) is the fixed ruler for tokens and embeddings and the target
     of the KL; without it, `lm` measures itself and the KL is NaN. The KL is also NaN when
-    the two tokenizers differ. Returns (table, samples): the table has one row per
-    temperature, scope and metric with `value`, `low`, `high` (95% bootstrap interval over
-    prompts for within-prompt and per-token scores); samples has every continuation.
+    the two tokenizers differ. Returns (table, samples). The table has one row per
+    temperature, scope and metric with `value`, `low` and `high`, where the interval is a 95%
+    bootstrap over prompts for within-prompt and per-token scores. The samples frame has
+    every continuation.
     """
     settings = settings or DiversitySettings()
     settings.validate()

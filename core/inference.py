@@ -397,7 +397,8 @@ def hidden_states(
         inputs = [format_prompt(lm, t, chat=chat) for t in chunk]
         seqs = [encode(lm, x, templated=x != t) for x, t in zip(inputs, chunk)]
         ids, mask = _pad_right(seqs, lm.tokenizer.pad_token_id, lm.device)
-        out = lm.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        # the base model skips the LM head, which hidden states never need
+        out = lm.model.base_model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         states = torch.stack(out.hidden_states).float()  # (L+1, B, T, D)
         lengths = mask.sum(1)  # (B,)
         rows = torch.arange(len(seqs), device=states.device)

@@ -248,9 +248,13 @@ def _load_pretrained_folder(folder: Path | str, dtype: torch.dtype):
     return model, tokenizer
 
 
+# Bump when the conversion changes, so caches written by an older version are rebuilt.
+CONVERSION_VERSION = 2
+
+
 def converted_smollm2_dir() -> Path:
     """Return the cache folder that holds SmolLM2 converted to safetensors."""
-    return paths.converted_dir() / SMOLLM2_NAME
+    return paths.converted_dir() / f"{SMOLLM2_NAME}-v{CONVERSION_VERSION}"
 
 
 def convert_smollm2(force: bool = False) -> Path:
@@ -272,7 +276,12 @@ def convert_smollm2(force: bool = False) -> Path:
     try:
         source = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        fresh = AutoModelForCausalLM.from_config(source.config)
+        config = source.config
+        # the GGUF loader marks the config as quantized; kept, it would make the reloaded
+        # model refuse .float() and save_pretrained although its weights are plain fp32
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        fresh = AutoModelForCausalLM.from_config(config)
         fresh.load_state_dict(source.state_dict())
         fresh.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

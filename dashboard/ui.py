@@ -7,6 +7,7 @@ Caching lives here, in the UI layer: `core/` stays free of Streamlit. A model lo
 from __future__ import annotations
 
 import io
+import uuid
 import logging
 
 import pandas as pd
@@ -166,3 +167,21 @@ def require_models(names: list[str], minimum: int = 1) -> None:
     if len(names) < minimum:
         st.info(f"Pick at least {minimum} model{'s' if minimum > 1 else ''} above to start.")
         st.stop()
+
+
+OWNER_KEY = "owner_id"
+
+
+def session_owner() -> str:
+    """Return this browser's owner id, which tags the jobs it starts.
+
+    The id lives in the session and in the URL (`?owner=`), so a page reload keeps the user's
+    own jobs in view. It separates people; it is not a login: whoever has the URL sees the
+    same jobs.
+    """
+    if OWNER_KEY not in st.session_state:
+        from_url = st.query_params.get("owner", "")
+        valid = from_url.isalnum() and 8 <= len(from_url) <= 32
+        st.session_state[OWNER_KEY] = from_url if valid else uuid.uuid4().hex[:12]
+    st.query_params["owner"] = st.session_state[OWNER_KEY]
+    return st.session_state[OWNER_KEY]

@@ -32,9 +32,10 @@ import hashlib
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -249,7 +250,7 @@ class Reference:
         self.fingerprint = weights_hash(model, skip_lora=adapter_off)
 
     @classmethod
-    def copy_of(cls, policy: nn.Module) -> "Reference":
+    def copy_of(cls, policy: nn.Module) -> Reference:
         """Freeze a deep copy of `policy` as it is now (call before the first update)."""
         frozen = copy.deepcopy(policy).eval()
         for param in frozen.parameters():
@@ -257,14 +258,14 @@ class Reference:
         return cls(frozen, adapter_off=False)
 
     @classmethod
-    def adapter_off(cls, policy: nn.Module) -> "Reference":
+    def adapter_off(cls, policy: nn.Module) -> Reference:
         """Use a peft policy's base model, with the adapter disabled, as the reference."""
         if not hasattr(policy, "disable_adapter"):
             raise ConfigError("Reference.adapter_off needs a peft model with a LoRA adapter.")
         return cls(policy, adapter_off=True)
 
     @classmethod
-    def for_policy(cls, policy: nn.Module) -> "Reference":
+    def for_policy(cls, policy: nn.Module) -> Reference:
         """Return the adapter-off reference for a peft policy, else a frozen copy."""
         return cls.adapter_off(policy) if hasattr(policy, "disable_adapter") else cls.copy_of(policy)
 

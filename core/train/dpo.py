@@ -31,18 +31,30 @@ step 0 describes the starting model):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from core.batching import EncodedPair, collate_preferences
-from core.train.common import (DPOConfig, Reference, Throughput, batches, check_finite,
-                               check_trainable, greedy_samples, lr_at, make_optimizer,
-                               process_rank, sum_across_processes, to_device, token_logps,
-                               validate_config)
+from core.train.common import (
+    DPOConfig,
+    Reference,
+    Throughput,
+    batches,
+    check_finite,
+    check_trainable,
+    greedy_samples,
+    lr_at,
+    make_optimizer,
+    process_rank,
+    sum_across_processes,
+    to_device,
+    token_logps,
+    validate_config,
+)
 
 Emit = Callable[[dict], None]
 # per-step totals summed over micro-batches and processes, then divided by the step's counts

@@ -13,18 +13,26 @@ Public API:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from core import data as data_lib
-from core.batching import (EncodedSFT, collate_sft, encode_pair, tokenize_preferences,
-                           tokenize_sft)
-from core.train.common import (TrainConfig, config_from_dict, init_distributed, prepare_policy,
-                               process_rank, save_trained, sequence_logps, to_device,
-                               validate_config)
+from core.batching import EncodedSFT, collate_sft, encode_pair, tokenize_preferences, tokenize_sft
+from core.train.common import (
+    TrainConfig,
+    config_from_dict,
+    init_distributed,
+    prepare_policy,
+    process_rank,
+    save_trained,
+    sequence_logps,
+    to_device,
+    validate_config,
+)
 
 MAX_PROBE_PROMPTS = 8  # prompts in the before/after table
 MAX_REPORTED_ISSUES = 50  # dataset issues sent with the first event

@@ -23,15 +23,27 @@ without its EOS), `train/grad_norm` (before clipping), `train/learning_rate`,
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from core.batching import EncodedSFT, collate_sft
-from core.train.common import (SFTConfig, Throughput, batches, check_finite, check_trainable,
-                               greedy_samples, lr_at, make_optimizer, process_rank,
-                               sum_across_processes, to_device, token_logps, validate_config)
+from core.train.common import (
+    SFTConfig,
+    Throughput,
+    batches,
+    check_finite,
+    check_trainable,
+    greedy_samples,
+    lr_at,
+    make_optimizer,
+    process_rank,
+    sum_across_processes,
+    to_device,
+    token_logps,
+    validate_config,
+)
 from core.train.dpo import Emit, TrainResult
 
 

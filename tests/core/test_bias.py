@@ -203,3 +203,8 @@ def test_shared_context_matches_plain_path(tiny_lm, monkeypatch):
     whole = bias.shared_context_logprobs(tiny_lm, "", ["The cat sat."])
     assert whole == pytest.approx(bias.continuation_logprobs(tiny_lm, [""], ["The cat sat."]),
                                   abs=1e-4)
+
+
+def test_template_with_unknown_field():
+    with pytest.raises(bias.BiasInputError, match="subject"):
+        bias.build_grid(bias.DEFAULT_SELECTION, template="{subject} met {friend}")

@@ -168,7 +168,8 @@ def test_unknown_bundled_name():
 
 @pytest.mark.skipif(not HH_RLHF.is_file(), reason="public HH-RLHF sample not present")
 def test_hh_rlhf_implicit_prompts():
-    lines = gzip.open(HH_RLHF, "rb").read().split(b"\n")[:200]
+    with gzip.open(HH_RLHF, "rb") as handle:
+        lines = handle.read().split(b"\n")[:200]
     ds = data.load_preferences(b"\n".join(lines))
     assert len(ds) > 150
     for row in ds.rows:

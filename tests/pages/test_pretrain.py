@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from core import corpus, jobs
 
 FIVE_SOURCES = ("orwell_1984", "radiohead_song", "underground_man", "political_memes")
-TIMEOUT_S = 120
 
 
 @pytest.fixture
-def app(lab_home):
-    at = AppTest.from_file("pages/pretrain.py", default_timeout=TIMEOUT_S)
+def app(app_page):
+    at = app_page("pretrain")
     at.run()
     assert not at.exception
     return at

@@ -31,7 +31,7 @@ def test_dpo_lands_run(tiny_lab, capsys):
 
 def test_sft_lora_to_folder(tiny_lab, capsys, tmp_path):
     target = tmp_path / "tiny-sft"
-    code, out, err = run_cli(capsys, "train", "sft", "--model", tiny_lab[0], "--dataset",
+    code, _, err = run_cli(capsys, "train", "sft", "--model", tiny_lab[0], "--dataset",
                              "tiny-chat", "--steps", "2", "--lora-rank", "4", "--out",
                              str(target))
     assert code == 0, err

@@ -8,12 +8,29 @@ import pytest
 import torch
 
 from core import data
-from core.batching import (EncodedPair, EncodedSFT, collate_preferences, collate_sft,
-                           encode_pair, tokenize_preferences, tokenize_sft)
+from core.batching import (
+    EncodedPair,
+    EncodedSFT,
+    collate_preferences,
+    collate_sft,
+    encode_pair,
+    tokenize_preferences,
+    tokenize_sft,
+)
 from core.train import dpo, sft
-from core.train.common import (ConfigError, DPOConfig, NonFiniteLossError, Reference,
-                               ReferenceChangedError, SFTConfig, check_trainable, prepare_policy,
-                               sequence_logps, token_logps, validate_config)
+from core.train.common import (
+    ConfigError,
+    DPOConfig,
+    NonFiniteLossError,
+    Reference,
+    ReferenceChangedError,
+    SFTConfig,
+    check_trainable,
+    prepare_policy,
+    sequence_logps,
+    token_logps,
+    validate_config,
+)
 from tests import tiny
 
 
