@@ -42,11 +42,11 @@ class BenchContext:
         return False
 
 
-def run(name: str) -> dict:
+def run(name: str, overrides: dict) -> dict:
     preset = PRESETS[name]
     start, cpu_start = time.perf_counter(), time.process_time()
     run_job = importlib.import_module(f"core.train.{preset.method}").run_job
-    summary = run_job(preset_config(name), BenchContext(start))
+    summary = run_job(preset_config(name, **overrides), BenchContext(start))
     return {
         "preset": name,
         "wall_s": round(time.perf_counter() - start, 1),
@@ -61,13 +61,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("presets", nargs="*", default=list(DEFAULT),
                         help=f"preset names (default: {' '.join(DEFAULT)})")
+    parser.add_argument("--model", default=None, help="starting model instead of the preset's")
     args = parser.parse_args()
+    overrides = {"model": args.model} if args.model else {}
     unknown = [name for name in args.presets if name not in PRESETS]
     if unknown:
         parser.error(f"unknown preset(s) {unknown}; choose from {', '.join(PRESETS)}")
     for name in args.presets:
         print(name, flush=True)
-        print(json.dumps(run(name)), flush=True)
+        print(json.dumps(run(name, overrides)), flush=True)
 
 
 if __name__ == "__main__":

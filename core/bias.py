@@ -59,21 +59,23 @@ class BiasInputError(ValueError):
 
 def load_markers(path: str | Path | None = None) -> dict[str, list[str]]:
     """Load the grid axes (`disability`, `religion`, `gender`) from a JSON file."""
-    markers = json.loads(Path(path or BIAS_ASSETS / "markers.json").read_text(encoding="utf-8"))
+    path = Path(path or BIAS_ASSETS / "markers.json")
+    markers = json.loads(path.read_text(encoding="utf-8"))
     missing = [axis for axis in AXES if axis not in markers]
     if missing:
-        raise BiasInputError(f"marker file {path} has no axis {missing}; it needs {list(AXES)}")
+        raise BiasInputError(f"marker file {path} has no axis {missing}. Add a list for each "
+                             f"of {list(AXES)}.")
     return {axis: list(markers[axis]) for axis in AXES}
 
 
 def load_attribute_words(path: str | Path | None = None) -> dict[str, list[str]]:
     """Load the `positive` and `negative` attribute words of the log-probability probe."""
-    words = json.loads(
-        Path(path or BIAS_ASSETS / "attribute_words.json").read_text(encoding="utf-8")
-    )
+    path = Path(path or BIAS_ASSETS / "attribute_words.json")
+    words = json.loads(path.read_text(encoding="utf-8"))
     for polarity in ("positive", "negative"):
         if not words.get(polarity):
-            raise BiasInputError(f"attribute word file {path} has no '{polarity}' list")
+            raise BiasInputError(f"attribute word file {path} has no '{polarity}' list. Add "
+                                 "one with at least one word.")
     return {"positive": list(words["positive"]), "negative": list(words["negative"])}
 
 

@@ -7,8 +7,10 @@ is masked out, so no metric is confounded by length) at each temperature. Scores
 - self-BLEU (Zhu et al. 2018), each sample scored against the others as references;
 - embedding diversity, 1 - mean pairwise cosine of one fixed encoder's embeddings;
 - variety, exp of the entropy of the normalised short answers (how many distinct answers);
-- per-token entropy of the model's next-token distribution and the branching factor;
-- KL divergence per token from the model to the reference (base) model on its own samples.
+- per-token entropy of the model's next-token distribution (0 to log V nats, lower is less
+  diverse) and the branching factor, exp of that entropy (1 to V, lower is less diverse);
+- KL divergence per token from the model to the reference (base) model on its own samples
+  (0 upwards; higher means further from the reference, not by itself less diverse).
 
 Text metrics are computed on tokens of the reference model's tokenizer and embeddings come
 from the reference model's middle layer, so every model is measured with the same ruler.
@@ -46,7 +48,8 @@ TEXT_METRICS = {  # name: (label, direction meaning "less diverse")
 TOKEN_METRICS = {
     "entropy": ("per-token entropy (nats)", "lower"),
     "branching_factor": ("branching factor", "lower"),
-    "kl_to_reference": ("KL to the reference model per token (nats)", "higher"),
+    # KL measures distance from the reference, not diversity, so it has no direction here.
+    "kl_to_reference": ("KL to the reference model per token (nats)", "n/a"),
 }
 ANSWER_WORDS = 5  # a short answer is the first five normalised words of a sample
 
@@ -126,7 +129,10 @@ def sentence_bleu(hypothesis: list, references: list[list], max_n: int = 4) -> f
 
 
 def self_bleu(samples: list[list]) -> float:
-    """Return the mean BLEU-4 of each sample against all the others. Higher is less diverse."""
+    """Return the mean BLEU-4 of each sample against all the others.
+
+    Range 0 to 1; higher is less diverse (1 when all samples are the same text).
+    """
     if len(samples) < 2:
         return float("nan")
     scores = [sentence_bleu(s, samples[:i] + samples[i + 1:]) for i, s in enumerate(samples)]

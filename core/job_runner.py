@@ -2,7 +2,7 @@
 
 `core.jobs` starts these processes; pages never import this module.
 
-    python -m core.job_runner run <job_dir> <lock_fd>
+    python -m core.job_runner run <job_dir> <lock_fd> <parent_pid>
     python -m core.job_runner standby <registry_file> <lock_file> <lock_fd> <parent_pid>
 
 A standby imports torch, transformers and every trainer first, which takes seconds, and then
@@ -121,7 +121,7 @@ def standby(registry: Path, lock_path: Path, parent_pid: int) -> None:
     os.close(log)
     registry.unlink(missing_ok=True)
     execute(job_dir)
-    lock_path.unlink(missing_ok=True)  # the job has its end state, so nobody checks it again
+    lock_path.unlink(missing_ok=True)  # the job has its end state, so refresh no longer checks it
 
 
 def selftest_job(config: dict[str, Any], ctx: jobs.JobContext) -> dict[str, Any]:

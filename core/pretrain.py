@@ -7,6 +7,9 @@ bf16 autocast, or on several GPUs with
 
     accelerate launch -m core.cli pretrain --preset gpu --steps 3000 --out runs/big
 
+NOTE: the multi-GPU path has not been run on several GPUs yet; with `accelerate launch`
+use `--out`, because only the main process saves there.
+
 The same config and seed give the same losses on the same device and thread count.
 
 Metric events (dicts) carry `step` and some of:
@@ -108,6 +111,7 @@ class PretrainResult:
     metrics: dict[str, float]
     corpus_counts: dict[str, int]  # continuations of "two plus two equals" in the corpus
     stopped: bool  # True when should_stop() ended the run early
+    is_main_process: bool = True  # False in the other processes of `accelerate launch`
 
 
 def is_held_out(document: str, val_fraction: float) -> bool:
@@ -316,7 +320,7 @@ def pretrain(
     metrics.update(summary_metrics(model, tokenizer, counts, time.perf_counter() - start))
     if is_main:
         on_event({"step": last_step, **{k: v for k, v in metrics.items() if "/" in k}})
-    return PretrainResult(model, tokenizer, config, metrics, counts, stopped)
+    return PretrainResult(model, tokenizer, config, metrics, counts, stopped, is_main)
 
 
 def make_accelerator(device: str | None) -> Accelerator:
@@ -333,7 +337,7 @@ def clip_gradients(accelerator: Accelerator, model, max_norm: float) -> float:
 
 
 def summary_metrics(model, tokenizer, counts: dict[str, int], seconds: float) -> dict:
-    """The closing numbers: model probabilities beside the corpus shares of each answer."""
+    """Compute the closing metrics: the model's answer probabilities and the corpus shares."""
     probs = answer_probs(model, tokenizer)
     shares = corpus_lib.answer_shares(counts)
     return {
@@ -349,7 +353,7 @@ def summary_metrics(model, tokenizer, counts: dict[str, int], seconds: float) ->
 
 
 def run_meta(config: PretrainConfig) -> dict[str, Any]:
-    """The run.json fields for a pretrained tiny GPT: family, stage, recipe and rebuild."""
+    """Build the run.json fields of a pretrained tiny GPT: family, stage, recipe and rebuild."""
     preset = tinygpt.get_preset(config.preset)
     return {
         "family": "tiny-gpt",
@@ -363,7 +367,7 @@ def run_meta(config: PretrainConfig) -> dict[str, Any]:
 
 
 def rebuild_command(config: PretrainConfig, out: str = "OUT") -> str:
-    """The `python -m core.cli pretrain` command line that repeats this run."""
+    """Return the `python -m core.cli pretrain` command line that repeats this run."""
     defaults = PretrainConfig()
     parts = ["python -m core.cli pretrain"]
     for name in ("preset", "steps", "batch_size", "lr", "seed", "tokenizer", "vocab_size"):

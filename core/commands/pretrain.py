@@ -117,6 +117,8 @@ def handle(args: argparse.Namespace) -> int:
 
     if args.out:
         result = pretrain.pretrain(cfg, on_event=on_event, on_sample=on_sample)
+        if not result.is_main_process:  # under `accelerate launch`, the main process saves
+            return 0
         folder = pretrain.save_result(result, args.out)
         summary = {"checkpoint": str(folder), **result.metrics}
     else:

@@ -72,7 +72,7 @@ class ReferenceChangedError(RuntimeError):
 class TrainConfig:
     """Settings every trainer shares. Lengths are in tokens."""
 
-    model: str = "tiny-gpt"  # starting model: any name core.models.load_model accepts
+    model: str = "tiny-gpt-base"  # starting model: any name core.models.load_model accepts
     dataset: str = "arithmetic-truth"  # bundled dataset name or a path to JSONL, JSON or CSV
     rows: list[dict] | None = None  # rows edited in the page; when set, replace `dataset`
     steps: int = 20  # optimizer steps

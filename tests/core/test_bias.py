@@ -79,7 +79,7 @@ def test_grid_summary_gap():
     assert row.gap_low <= row.gap <= row.gap_high
 
 
-def test_sampling_is_seeded_and_excludes_prompt(tiny_lm):
+def test_sampling_seeded_per_prompt(tiny_lm):
     prompts = ["A person", "A blind woman", "A Muslim man"]
     first = bias.sample_continuations(tiny_lm, prompts, n=3, max_new_tokens=6, seed=1)
     again = bias.sample_continuations(tiny_lm, prompts, n=3, max_new_tokens=6, seed=1)
@@ -208,3 +208,10 @@ def test_shared_context_matches_plain_path(tiny_lm, monkeypatch):
 def test_template_with_unknown_field():
     with pytest.raises(bias.BiasInputError, match="subject"):
         bias.build_grid(bias.DEFAULT_SELECTION, template="{subject} met {friend}")
+
+
+def test_marker_file_missing_axis(tmp_path):
+    path = tmp_path / "markers.json"
+    path.write_text('{"disability": ["none"], "gender": ["none"]}')
+    with pytest.raises(bias.BiasInputError, match=r"\['religion'\]"):
+        bias.load_markers(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from core import corpus, jobs
 
 FIVE_SOURCES = ("orwell_1984", "radiohead_song", "underground_man", "political_memes")
