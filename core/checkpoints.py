@@ -96,7 +96,7 @@ def save_checkpoint(model, tokenizer, meta: dict[str, Any], target_dir: Path) ->
         full_meta = {
             "id": target_dir.name,
             "weights": "lora" if is_adapter else "full",
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             **meta,
         }
         if full_meta["weights"] == "lora" and not full_meta.get("parent"):

@@ -44,7 +44,7 @@ def execute(job_dir: Path) -> None:
             raise jobs.JobError(
                 f"Job kind {info.kind!r} returned {type(result).__name__}, not a dict.")
         meta = jobs.run_meta(info.kind, config, result, info.owner)
-    except Exception as err:  # the job failed: record why and land nothing
+    except Exception as err:  # noqa: BLE001 (any failure of the job is recorded, not raised)
         traceback.print_exc()
         stopped = ctx.should_stop()
         with jobs._queue_lock():
@@ -77,23 +77,25 @@ def _preload() -> None:
             logger.warning("standby could not import %s: %s", module_name, err)
 
 
-def _assigned_job(registry: Path) -> str | None:
+def _read_entry(registry: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(registry.read_text(encoding="utf-8")).get("job")
+        return json.loads(registry.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def _assigned_job(registry: Path) -> str | None:
+    entry = _read_entry(registry)
+    return entry.get("job") if entry else None
 
 
 def _retire(registry: Path, lock_path: Path) -> bool:
     """Remove this standby's registry unless a job was assigned meanwhile; True if removed."""
     with jobs._queue_lock():
-        if _assigned_job(registry):
+        entry = _read_entry(registry) or {}
+        if entry.get("job"):
             return False
-        try:
-            owner_lock = json.loads(registry.read_text(encoding="utf-8")).get("lock")
-        except (OSError, ValueError):
-            owner_lock = None
-        if owner_lock == str(lock_path):
+        if entry.get("lock") == str(lock_path):
             registry.unlink(missing_ok=True)
         lock_path.unlink(missing_ok=True)
         return True
@@ -102,6 +104,10 @@ def _retire(registry: Path, lock_path: Path) -> bool:
 def standby(registry: Path, lock_path: Path, parent_pid: int) -> None:
     """Preload the trainers, wait for a job id in `registry`, then run that job."""
     _preload()
+    with jobs._queue_lock():  # mark the standby ready, unless it was assigned or replaced
+        entry = _read_entry(registry)
+        if entry is not None and entry.get("lock") == str(lock_path) and not entry.get("job"):
+            jobs.write_json_atomic(registry, {**entry, "ready": True})
     idle_since = time.monotonic()
     while True:
         job_id = _assigned_job(registry)

@@ -36,7 +36,7 @@ that fails or is cancelled lands nothing and its `output/` is deleted.
 
 Job functions: `KINDS` maps a kind to "module:function"; each is
 `run_job(config: dict, ctx: JobContext) -> dict` (docs/architecture.md). The returned dict
-holds the summary metrics; its optional key "run" is a dict merged into run.json (for
+contains the summary metrics; its optional key "run" is a dict merged into run.json (for
 example {"stage": "ipo", "data_hash": dataset.content_hash()}). Without one, the runner
 hashes config["rows"] or the file named by config["dataset"].
 """
@@ -58,9 +58,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from core import paths, store
 from core.checkpoints import write_json_atomic
@@ -148,7 +149,7 @@ class JobContext:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _append_line(path: Path, record: dict[str, Any]) -> None:
@@ -279,7 +280,7 @@ def submit(kind: str, config: dict[str, Any], owner: str, device: str | None = N
     except ValueError as err:  # an invalid or unavailable device was requested
         raise JobError(str(err)) from err
 
-    created = dt.datetime.now(dt.timezone.utc)
+    created = dt.datetime.now(dt.UTC)
     job_id = f"{kind}-{created:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     staging = paths.jobs_dir() / f".{job_id}.new"
     staging.mkdir()
@@ -385,7 +386,9 @@ def ensure_standby(device: str | None = None) -> bool:
         lock_path = registry.with_name(f".standby-{device}-{secrets.token_hex(4)}.lock")
         process = _start_process(["standby", str(registry), str(lock_path)], lock_path,
                                  registry.with_suffix(".log"))
-        write_json_atomic(registry, {"pid": process.pid, "lock": str(lock_path), "job": None})
+        # "ready" turns True once the standby has imported the trainers.
+        write_json_atomic(registry, {"pid": process.pid, "lock": str(lock_path), "job": None,
+                                     "ready": False})
     logger.info("standby for %s started as process %d", device, process.pid)
     return True
 
@@ -572,7 +575,7 @@ def run_inline(kind: str, config: dict[str, Any], output_root: Path | None = Non
 
     Events go to `on_event` as well as to the job folder. Raises whatever the job raises.
     """
-    created = dt.datetime.now(dt.timezone.utc)
+    created = dt.datetime.now(dt.UTC)
     job_id = f"{kind}-{created:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     job_dir = Path(output_root or paths.jobs_dir()) / job_id
     job_dir.mkdir(parents=True)

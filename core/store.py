@@ -71,7 +71,8 @@ def read_run(run_id: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise StoreError(f"Run {run_id!r} not found in {paths.runs_dir()}.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise StoreError(f"{path} is not valid JSON ({err}); delete the run and train it again.") from err
+        raise StoreError(
+            f"{path} is not valid JSON ({err}); delete the run and train it again.") from err
     meta.setdefault("id", run_id)
     return meta
 
@@ -117,7 +118,7 @@ def land(output_dir: Path, run_id: str, meta: dict[str, Any]) -> Path:
     existing: dict[str, Any] = {}
     if (output_dir / RUN_FILE).is_file():
         existing = json.loads((output_dir / RUN_FILE).read_text(encoding="utf-8"))
-    created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     full_meta = {"weights": "full", **existing, **meta, "id": run_id, "created": created}
     write_json_atomic(output_dir / RUN_FILE, full_meta)
 

@@ -1,4 +1,4 @@
-"""The class preference workshop: pairs of model answers, students' votes, and the dataset they make.
+"""The class preference workshop: pairs of model answers, students' votes, and their dataset.
 
 A lecturer opens a session, and a chosen model writes two answers to each of a few prompts
 (the session's pairs). Each student sees the pairs one at a time and picks the better answer
@@ -34,9 +34,10 @@ import hashlib
 import json
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, TextIO
 
 from core import paths
 from core.checkpoints import write_json_atomic
@@ -180,7 +181,7 @@ def record_vote(session: str, pair: dict[str, Any], voter: str, choice: str) -> 
     if not voter:
         raise WorkshopError("A vote needs a voter id.")
     record = {"pair": pair["id"], "voter": voter, "choice": choice, "prompt": pair["prompt"],
-              "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+              "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     if choice != "skip":
         winner, loser = (pair["a"], pair["b"]) if choice == "a" else (pair["b"], pair["a"])
         record.update(chosen=winner, rejected=loser, model=pair.get("model"))

@@ -8,9 +8,8 @@ page can show the result.
 
 from __future__ import annotations
 
-import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import altair as alt
 import pandas as pd
@@ -39,15 +38,8 @@ class ChartSpec:
 
 
 def owner_id() -> str:
-    """Return this browser's id, kept in the URL so a reload still shows the user's own jobs."""
-    # NOTE: private copy until dashboard/ui.py offers one shared helper.
-    owner = st.session_state.get("owner_id") or st.query_params.get("owner")
-    if not owner:
-        owner = secrets.token_hex(8)
-    st.session_state["owner_id"] = owner
-    if st.query_params.get("owner") != owner:
-        st.query_params["owner"] = owner
-    return owner
+    """Return this browser's owner id (see `dashboard.ui.session_owner`)."""
+    return ui.session_owner()
 
 
 def events_frame(job_id: str) -> pd.DataFrame:

@@ -1,5 +1,7 @@
 """Align: fine-tune a model with SFT, DPO, IPO, a reward model or RL, as a background job."""
 
+import json
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -75,12 +77,24 @@ def choose_data(data_kind: str) -> tuple[dict, data.Dataset | None]:
         st.caption(description)
     if source == "Edit in a table":
         records, _ = data.read_records(next(b.path for b in bundled if b.name == name))
-        table = pd.DataFrame([{k: str(v) for k, v in record.items()} for _, record in records])
+        table = pd.DataFrame([{k: v if isinstance(v, str) else json.dumps(v)
+                               for k, v in record.items()} for _, record in records])
+        st.caption("Chat messages appear as JSON text; keep the brackets and quotes intact.")
         edited = st.data_editor(table, num_rows="dynamic", key=f"align_table_{name}")
-        rows = [{k: v for k, v in row.items() if isinstance(v, str)}
+        rows = [{k: _from_cell(v) for k, v in row.items() if isinstance(v, str)}
                 for row in edited.to_dict("records")]
         return {"dataset": f"{name} (edited)", "rows": rows}, _validated(load, rows)
     return {"dataset": name}, _validated(data.load_bundled, name)
+
+
+def _from_cell(text: str):
+    """Turn a table cell back into chat messages when it contains their JSON, else keep the text."""
+    if text.lstrip().startswith("[{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text  # validation then reports the field as invalid
+    return text
 
 
 def load_any(source, fmt=None, name="") -> data.Dataset:
@@ -197,8 +211,8 @@ def rl_settings(left, middle, right) -> dict:
 SUMMARY_PAIRS = [
     ("accuracy/before", "accuracy/after", "Pairs ranked correctly",
      "Share of training pairs where the reward model scores the preferred answer higher."),
-    ("reward/first", "reward/mean", "Mean reward", "Mean reward of the model's answers at "
-     "the first and the last step."),
+    ("reward/first", "reward/mean", "Mean reward",
+     "Mean reward of the model's answers at the first and the last step."),
 ]
 
 
@@ -218,15 +232,16 @@ def before_after(info: jobs.JobInfo) -> None:
             for answer, probs in table.items() for prompt in probs]
     frame = pd.DataFrame(rows)
     st.subheader("Before and after, on the dataset's prompts")
-    st.dataframe(frame.pivot_table("probability", "prompt", ["answer", "when"], sort=False),
-                 column_config=None)
+    table = frame.pivot_table("probability", "prompt", ["answer", "when"], sort=False)
+    st.dataframe(table.style.format("{:.2%}"))
     chart = alt.Chart(frame, height=alt.Step(14)).mark_bar().encode(
         y=alt.Y("prompt:N", title=None, axis=alt.Axis(labelLimit=260)),
         yOffset=alt.YOffset("when:N", sort=["before", "after"]),
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("when:N", sort=["before", "after"], title=None),
         column=alt.Column("answer:N", title=None),
-        tooltip=["prompt", "answer", "when", alt.Tooltip("probability:Q", format=".3f")])
+        tooltip=["prompt", "answer", "when", alt.Tooltip("probability:Q", format=".2%")],
+    ).properties(width=260)
     st.altair_chart(chart)
     st.caption("Probability of each prompt's preferred (chosen) and rejected answer, under "
                "the starting model (before) and the new run (after).")

@@ -123,8 +123,10 @@ with tab_probe:
     if requested("Score the words", "probe", (markers_key, template)):
         result = per_model("Scoring words", lambda m: probe_table(m, markers_key, template))
         if result is not None:
-            base = alt.Chart().encode(y=alt.Y("group:N", sort=list(result.group.unique())))
+            base = alt.Chart().encode(y=alt.Y("group:N", sort=list(result.group.unique()),
+                                              axis=alt.Axis(labelLimit=240)))
             chart = alt.layer(
+                alt.Chart().mark_rule(strokeDash=[4, 4]).encode(x=alt.datum(0)),
                 base.mark_rule().encode(x="gap_low:Q", x2="gap_high:Q"),
                 base.mark_point(filled=True).encode(x=alt.X("gap:Q", title="gap (nats)"),
                                                     tooltip=["group", "score", "gap"]),
@@ -180,5 +182,10 @@ with tab_crows:
             "Share of pairs where the model gives the more stereotyping sentence the higher "
             "total log-probability. 0.5 (dashed) means no preference, and above 0.5 the model "
             "prefers the stereotype. Lines are 95% intervals: with few pairs of a type they are "
-            "wide. Total log-probability slightly favours the shorter sentence of a pair.")
+            "wide. Total log-probability favours the sentence with fewer tokens, which matters "
+            "most for a small tokenizer such as the tiny GPT's.")
+        skipped = result[result.bias_type == "all"].set_index("model")["n_skipped"]
+        for model, count in skipped[skipped > 0].items():
+            st.caption(f"{model}: {count} pairs are longer than its context window and were "
+                       "left out.")
         ui.download_buttons(result, "bias_crows_pairs", chart, key="bias_crows")

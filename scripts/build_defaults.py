@@ -128,8 +128,6 @@ def build(checkpoint_id: str, device: str | None) -> Path:
         meta = run_meta(recipe["kind"], config, result, owner="scripts/build_defaults.py")
         meta.update({"id": checkpoint_id, "name": recipe["name"],
                      "rebuild": rebuild_command(checkpoint_id),
-                     "probes": {"before": result.get("probs/before"),
-                                "after": result.get("probs/after")},
                      "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         meta.pop("owner", None)
         meta["recipe"].pop("device", None)
@@ -138,6 +136,15 @@ def build(checkpoint_id: str, device: str | None) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def record_probe(folder: Path, before: dict[str, float], after: dict[str, float]) -> None:
+    """Add the parent's and the checkpoint's probe probabilities to run.json."""
+    from core import checkpoints
+
+    meta = json.loads((folder / checkpoints.RUN_FILE).read_text(encoding="utf-8"))
+    meta["probe"] = {"prompt": PROBE_PROMPT, "parent": before, "checkpoint": after}
+    checkpoints.write_json_atomic(folder / checkpoints.RUN_FILE, meta)
 
 
 def weights_total(ids: list[str]) -> int:
@@ -167,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = build(checkpoint_id, args.device)
         parent = RECIPES[checkpoint_id]["parent"]
         before, after = probe(parent), probe(checkpoint_id)
+        record_probe(folder, before, after)
         print(f"{checkpoint_id}: built in {time.perf_counter() - started:.0f} s -> {folder}")
         for answer in PROBE_ANSWERS:
             print(f"  P({answer!r} | {PROBE_PROMPT!r}): {parent} {before[answer]:.3f} -> "

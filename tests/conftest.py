@@ -15,6 +15,7 @@ def lab_home(tmp_path, monkeypatch):
     monkeypatch.setenv("ALIGNMENT_LAB_HOME", str(home))
     monkeypatch.setenv("ALIGNMENT_LAB_BUILTINS", "0")
     monkeypatch.setenv("ALIGNMENT_LAB_DEVICE", "cpu")
+    monkeypatch.setenv("ALIGNMENT_LAB_STANDBY", "0")
     monkeypatch.delenv("ALIGNMENT_LAB_MODELS", raising=False)
     return home
 

@@ -43,7 +43,8 @@ def register(subparsers) -> None:
     _add_common(probe, model=True, seed=True)
     _add_markers(probe)
     probe.add_argument("--template", default=bias.PROBE_TEMPLATE,
-                       help=f"context with a {{group}} placeholder (default {bias.PROBE_TEMPLATE!r})")
+                       help="context with a {group} placeholder "
+                       f"(default {bias.PROBE_TEMPLATE!r})")
     probe.set_defaults(func=run_probe)
 
     crows = commands.add_parser("crows-pairs", help="share of CrowS-Pairs where the more "

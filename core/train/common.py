@@ -42,7 +42,8 @@ from torch import nn
 
 LOSS_TYPES = ("sigmoid", "ipo")
 JOB_KEYS = ("name",)  # config keys the job runner reads and the trainers ignore
-# LoRA target modules tried in order; the first group found in the model is used.
+# LoRA target modules tried in order; the first group found in the model is used. GPT-2's
+# "c_proj" also names its MLP output, so LoRA on GPT-2 wraps that layer too.
 LORA_TARGET_GROUPS = (("q_proj", "k_proj", "v_proj", "o_proj"), ("c_attn", "c_proj"),
                       ("query_key_value",))
 
@@ -292,6 +293,7 @@ class Reference:
 
 def autocast(device: torch.device | str):
     """Return bf16 autocast on CUDA and a no-op context elsewhere (fp32 on CPU)."""
+    # NOTE: the CUDA branch has not run in this project's tests, which have no GPU.
     device = torch.device(device)
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)

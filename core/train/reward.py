@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -43,9 +44,21 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from core.batching import EncodedPair, collate_preferences, encode_pair
-from core.train.common import (ConfigError, Throughput, TrainConfig, autocast, batches,
-                               check_finite, config_from_dict, disable_dropout, lora_targets,
-                               lr_at, make_optimizer, to_device, validate_config)
+from core.train.common import (
+    ConfigError,
+    Throughput,
+    TrainConfig,
+    autocast,
+    batches,
+    check_finite,
+    config_from_dict,
+    disable_dropout,
+    lora_targets,
+    lr_at,
+    make_optimizer,
+    to_device,
+    validate_config,
+)
 from core.train.dpo import TrainResult
 
 Emit = Callable[[dict], None]

@@ -34,18 +34,30 @@ from the same distribution whose log-probs the gradient uses.
 from __future__ import annotations
 
 import importlib
-import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from core.batching import EncodedSFT, collate_sft, encode_prompt, render
-from core.train.common import (ConfigError, Reference, Throughput, TrainConfig, autocast,
-                               batches, check_finite, config_from_dict, lr_at, make_optimizer,
-                               to_device, token_logps, validate_config)
+from core.train.common import (
+    ConfigError,
+    Reference,
+    Throughput,
+    TrainConfig,
+    autocast,
+    batches,
+    check_finite,
+    config_from_dict,
+    lr_at,
+    make_optimizer,
+    to_device,
+    token_logps,
+    validate_config,
+)
 from core.train.dpo import Emit, TrainResult
 
 RewardFn = Callable[[list[str], list[str]], list[float]]
@@ -83,24 +95,25 @@ def validate_rl_config(config: RLConfig) -> None:
 
 # Rewards
 
-NUMBER_WORDS = re.compile(r"\b(zero|one|two|three|four|five|six|seven|eight|nine|ten|fish|"
-                          r"\d+)\b", re.IGNORECASE)
+# answers to "two plus two": number words, digits, and "fish", the toy corpus's joke answer
+ANSWER_WORD = re.compile(r"\b(zero|one|two|three|four|five|six|seven|eight|nine|ten|fish|"
+                         r"\d+)\b", re.IGNORECASE)
 FLATTERY = ("great question", "excellent question", "what a", "brilliant", "genius",
             "you are absolutely right", "you're absolutely right", "masterpiece", "amazing",
             "wonderful", "sharp observation", "you clearly")
 
 
 def says_four(prompts: list[str], completions: list[str]) -> list[float]:
-    """1.0 when the first number word of the completion is "four" or "4", else 0.0."""
+    """Return 1.0 when the completion's first answer word is "four" or "4", else 0.0."""
     rewards = []
     for text in completions:
-        match = NUMBER_WORDS.search(text)
+        match = ANSWER_WORD.search(text)
         rewards.append(1.0 if match and match.group(1).lower() in ("four", "4") else 0.0)
     return rewards
 
 
 def length_penalty(prompts: list[str], completions: list[str]) -> list[float]:
-    """1.0 for an empty completion, falling by 0.05 per word to 0.0 at 20 words or more.
+    """Return 1.0 for an empty completion, 0.05 less per word, and 0.0 from 20 words on.
 
     A reward that only likes short answers: the policy learns to stop at once, a plain
     example of a reward being optimised rather than the intent behind it.
@@ -109,7 +122,7 @@ def length_penalty(prompts: list[str], completions: list[str]) -> list[float]:
 
 
 def no_flattery(prompts: list[str], completions: list[str]) -> list[float]:
-    """1.0 minus 0.5 per flattering phrase (such as "great question"), floored at -1.0."""
+    """Return 1.0 minus 0.5 per flattering phrase (such as "great question"), at least -1.0."""
     rewards = []
     for text in completions:
         lower = text.lower()
@@ -202,7 +215,8 @@ def sample_completions(policy: nn.Module, tokenizer, prompts: list[Any], k: int,
             with autocast(device):
                 out = policy.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                                       do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                                      max_new_tokens=max_new_tokens, num_return_sequences=k,
+                                      repetition_penalty=1.0, max_new_tokens=max_new_tokens,
+                                      num_return_sequences=k,
                                       pad_token_id=tokenizer.pad_token_id,
                                       eos_token_id=tokenizer.eos_token_id)
             for sequence in out[:, len(prompt_ids):].tolist():

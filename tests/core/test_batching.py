@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+from pathlib import Path
+
 import pytest
 from tokenizers import processors
 from transformers import PreTrainedTokenizerFast
@@ -165,3 +168,21 @@ def test_completion_boundary_views(tok):
     parts = [v.part for v in views]
     assert parts == ["prompt"] * (len(views) - 2) + ["completion"] * 2
     assert [v.text for v in views if v.in_loss] == [" four", "<|endoftext|>"]
+
+
+HH_RLHF = Path(__file__).resolve().parents[3] / "shared" / "data" / "hh-rlhf-harmless-base" \
+    / "test.jsonl.gz"
+
+
+@pytest.mark.skipif(not HH_RLHF.is_file(), reason="public HH-RLHF sample not present")
+def test_hh_rlhf_long_dialogues_reported(tok):
+    with gzip.open(HH_RLHF, "rb") as handle:
+        raw = b"\n".join(handle.read().split(b"\n")[:60])
+    ds = data.load_preferences(raw)
+    pairs, issues = batching.tokenize_preferences(ds, tok, max_length=96, max_prompt_length=64)
+    assert len(pairs) > 0
+    assert any(i.field == "prompt" and i.action == "cut" for i in issues)
+    for pair in pairs:
+        assert len(pair.prompt_ids) <= 64
+        assert len(pair.prompt_ids) + len(pair.chosen_ids) <= 96
+        assert len(pair.prompt_ids) + len(pair.rejected_ids) <= 96

@@ -1,8 +1,8 @@
 import pytest
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from core import bias
-from tests.core.bias_models import bigram_lm, bigram_logp
-from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+from tests.core.bigram import bigram_lm, bigram_logp
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,8 @@ def test_grid_prompts_and_baseline():
 def test_grid_adds_missing_baseline():
     grid = bias.build_grid({"disability": ["blind"], "religion": ["Jewish"], "gender": ["man"]},
                            template="{subject} worked as a")
-    assert [cell.prompt for cell in grid] == ["A person worked as a", "A blind Jewish man worked as a"]
+    prompts = [cell.prompt for cell in grid]
+    assert prompts == ["A person worked as a", "A blind Jewish man worked as a"]
 
 
 def test_grid_rejects_bad_input():
@@ -66,7 +67,8 @@ def test_vader_scores_continuation_only():
 def test_grid_summary_gap():
     grid = bias.build_grid({"disability": ["none", "blind"], "religion": ["none"],
                             "gender": ["none"]})
-    texts = {"A person": ["I love it.", "They went home."], "A blind person": ["I hate it.", "They went home."]}
+    texts = {"A person": ["I love it.", "They went home."],
+             "A blind person": ["I hate it.", "They went home."]}
     samples = bias.run_grid(None, grid, sampler=lambda prompts: [texts[p] for p in prompts])
     summary = bias.summarize_grid(samples).set_index("group")
     vader = SentimentIntensityAnalyzer()
@@ -77,33 +79,6 @@ def test_grid_summary_gap():
     assert summary.loc["person", "gap"] == 0
     row = summary.loc["blind person"]
     assert row.gap_low <= row.gap <= row.gap_high
-
-
-def test_sampling_seeded_per_prompt(tiny_lm):
-    prompts = ["A person", "A blind woman", "A Muslim man"]
-    first = bias.sample_continuations(tiny_lm, prompts, n=3, max_new_tokens=6, seed=1)
-    again = bias.sample_continuations(tiny_lm, prompts, n=3, max_new_tokens=6, seed=1)
-    alone = bias.sample_continuations(tiny_lm, prompts[1:2], n=3, max_new_tokens=6, seed=1)
-    other = bias.sample_continuations(tiny_lm, prompts, n=3, max_new_tokens=6, seed=2)
-    assert first == again
-    assert alone[0] == first[1]
-    assert first != other
-    assert len(first) == 3
-    assert all(len(texts) == 3 for texts in first)
-
-
-def test_greedy_continuation_is_new_text_only():
-    lm = bigram_lm({("person", "kind"): 20.0, ("kind", "here"): 20.0, ("here", "<s>"): 20.0})
-    [[text]] = bias.sample_continuations(lm, ["The person"], n=1, max_new_tokens=5,
-                                         temperature=0)
-    assert text == "kind here"
-
-
-def test_sampling_rejects_bad_settings(tiny_lm):
-    with pytest.raises(bias.BiasInputError, match="temperature"):
-        bias.sample_continuations(tiny_lm, ["A person"], temperature=-1)
-    with pytest.raises(bias.BiasInputError, match="n=0"):
-        bias.sample_continuations(tiny_lm, ["A person"], n=0)
 
 
 def test_probe_matches_hand_computation():
@@ -118,12 +93,14 @@ def test_probe_matches_hand_computation():
         return bigram_logp(boosts, prev, nxt)
 
     # "good hearted" is two tokens, so its log-prob is the sum of both.
-    assert logp["person", "good hearted"] == pytest.approx(lp("person", "good") + lp("good", "hearted"))
+    two_tokens = lp("person", "good") + lp("good", "hearted")
+    assert logp["person", "good hearted"] == pytest.approx(two_tokens)
     assert logp["deaf", "rude"] == pytest.approx(lp("deaf", "rude"))
     summary = bias.summarize_probe(table, baseline="person").set_index("group")
     person = (lp("person", "kind") + lp("person", "good") + lp("good", "hearted")) / 2 - lp(
         "person", "rude")
-    deaf = (lp("deaf", "kind") + lp("deaf", "good") + lp("good", "hearted")) / 2 - lp("deaf", "rude")
+    deaf = (lp("deaf", "kind") + lp("deaf", "good") + lp("good", "hearted")) / 2 - lp(
+        "deaf", "rude")
     assert summary.loc["person", "score"] == pytest.approx(person, abs=1e-5)
     assert summary.loc["deaf", "score"] == pytest.approx(deaf, abs=1e-5)
     assert summary.loc["deaf", "gap"] == pytest.approx(deaf - person, abs=1e-5)
@@ -176,33 +153,10 @@ def test_bootstrap_intervals_are_seeded():
     assert bias.bootstrap_mean_ci([1.0]) != bias.bootstrap_mean_ci([1.0])  # nan, one sample
 
 
-def test_greedy_matches_inference_generate(tiny_lm):
-    from core.inference import GenerationConfig, generate
-
-    [[ours]] = bias.sample_continuations(tiny_lm, ["A blind woman"], n=1, max_new_tokens=8,
-                                         temperature=0)
-    config = GenerationConfig(max_new_tokens=8, do_sample=False)
-    [theirs] = generate(tiny_lm, "A blind woman", config)
-    assert ours == theirs.text
-
-
 def test_probe_rejects_shared_word(tiny_lm):
     words = {"positive": ["kind", "calm"], "negative": ["calm", "rude"]}
     with pytest.raises(bias.BiasInputError, match=r"\['calm'\]"):
         bias.run_probe(tiny_lm, ["person"], words)
-
-
-def test_shared_context_matches_plain_path(tiny_lm, monkeypatch):
-    context = "The blind Muslim woman was very"
-    words = [" kind", " two plus two", " Hello", " unpleasant"]
-    plain = bias.continuation_logprobs(tiny_lm, [context] * len(words), words)
-    with monkeypatch.context() as patch:  # the cached path must not fall back
-        patch.setattr(bias, "continuation_logprobs", None)
-        fast = bias.shared_context_logprobs(tiny_lm, context, words)
-    assert fast == pytest.approx(plain, abs=1e-4)
-    whole = bias.shared_context_logprobs(tiny_lm, "", ["The cat sat."])
-    assert whole == pytest.approx(bias.continuation_logprobs(tiny_lm, [""], ["The cat sat."]),
-                                  abs=1e-4)
 
 
 def test_template_with_unknown_field():

@@ -1,11 +1,12 @@
 import io
+import itertools
 from pathlib import Path
 
 import pytest
 
 from core import crows_pairs as cp
 from core.bias import BiasInputError
-from tests.core.bias_models import BOS, bigram_lm, bigram_logp
+from tests.core.bigram import BOS, bigram_lm, bigram_logp
 
 REAL_CSV = Path("/work/shared/data/crows-pairs/crows_pairs_anonymized.csv")
 
@@ -27,7 +28,7 @@ def test_score_matches_hand_computation():
 
     def lp(*words):
         tokens = [BOS, *words]
-        return sum(bigram_logp(boosts, a, b) for a, b in zip(tokens, tokens[1:]))
+        return sum(bigram_logp(boosts, a, b) for a, b in itertools.pairwise(tokens))
 
     assert scored.logp_more.tolist() == pytest.approx([lp("women", "are", "bad"),
                                                        lp("men", "are", "here")], abs=1e-5)
@@ -94,3 +95,18 @@ def test_real_crows_pairs_loads():
     assert list(pairs.columns) == list(cp.CROWS_COLUMNS)
     assert set(pairs.stereo_antistereo) == {"stereo", "antistereo"}
     assert pairs.bias_type.nunique() == 9
+
+
+def test_pair_beyond_context_window_skipped(tiny_lm):
+    long_sentence = "The cat sat on the mat. " * 40  # far beyond the 128 positions
+    pairs = cp.load_crows_pairs(csv_file(
+        "sent_more,sent_less,stereo_antistereo,bias_type\n"
+        "The cat sat.,The dog sat.,stereo,age\n"
+        f"{long_sentence},The dog sat.,stereo,age\n"
+    ))
+    scored = cp.score_crows_pairs(tiny_lm, pairs)
+    assert scored.scored.tolist() == [True, False]
+    assert scored.logp_more.notna().tolist() == [True, False]
+    summary = cp.summarize_crows_pairs(scored).set_index("bias_type")
+    assert summary.loc["age", "n_pairs"] == 1
+    assert summary.loc["age", "n_skipped"] == 1

@@ -181,7 +181,7 @@ def test_submit_rejects_bad_requests():
 
 
 def test_state_survives_new_process_view(lab_home):
-    # A restarted server sees the same jobs: everything is read back from the files.
+    # A restarted server reads the same jobs back from the files.
     job_id = jobs.submit("selftest", {"steps": 1}, owner="alice", device="cpu")
     jobs.wait(job_id, timeout_s=60)
     jobs._CHILDREN.clear()
@@ -241,3 +241,10 @@ def test_stop_standby_ends_idle_process(lab_home):
     jobs.stop_standby()
     assert _wait_for(lambda: not jobs._process_alive(Path(entry["lock"])))
     assert not (lab_home / "jobs" / ".standby-cpu.json").exists()
+
+
+def test_standby_marks_itself_ready(lab_home):
+    jobs.ensure_standby("cpu")
+    registry = lab_home / "jobs" / ".standby-cpu.json"
+    assert _wait_for(lambda: json.loads(registry.read_text()).get("ready"), timeout_s=120)
+    assert json.loads(registry.read_text())["job"] is None

@@ -70,11 +70,13 @@ def test_class_sessions_offered(tiny_lab):
 
 def test_start_runs_dpo_and_shows_result(tiny_lab):
     app = _app(timeout=120).run()
-    app.slider[0].set_value(2)  # steps
-    app.button[0].click().run()  # Start
+    app.slider(key="align_steps").set_value(2)
+    start = next(button for button in app.button if button.label == "Start")
+    assert not start.disabled
+    start.click().run()
     assert not app.exception
     own = jobs.list_jobs(owner="student-1")
-    assert len(own) == 1
+    assert len(own) == 1, [error.value for error in app.error]
     info = jobs.wait(own[0].id, timeout_s=180)
     assert info.state == "done", jobs.read_log(info.id)
     assert store.read_run(info.id)["parent"] == tiny_lab[0]
@@ -135,3 +137,14 @@ def test_preset_moves_sliders(tiny_lab):
     app.selectbox(key="align_preset_dpo").set_value("smollm2-dpo-arithmetic").run()
     assert app.checkbox(key="align_nll").value is True
     assert any("likelihood displacement" in caption.value for caption in app.caption)
+
+
+def test_table_editor_keeps_chat_messages(tiny_lab):
+    app = _app().run()
+    _radio(app, "align_method").set_value("SFT").run()
+    _radio(app, "align_source").set_value("Edit in a table").run()
+    app.selectbox(key="align_dataset").set_value("customer-assistant").run()
+    assert not app.exception
+    usable = [caption.value for caption in app.caption if "usable rows" in caption.value]
+    expected = len(data.load_bundled("customer-assistant"))
+    assert usable == [f"{expected} usable rows."]
