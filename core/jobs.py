@@ -374,7 +374,7 @@ def ensure_standby(device: str | None = None) -> bool:
     It costs one idle process (a few hundred MB) and exits after an idle timeout, or when
     this process exits. Returns True when a standby was started.
     """
-    if not STANDBY_ENABLED or not getattr(paths, "standby_enabled", lambda: True)():
+    if not STANDBY_ENABLED or not paths.standby_enabled():
         return False
     device = device or _default_device()
     registry = _standby_registry(device)

@@ -24,6 +24,7 @@ Metric events (dicts) carry `step` and some of:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import math
@@ -62,6 +63,7 @@ class PretrainConfig:
     warmup_steps: int = 20
     weight_decay: float = 0.1  # AdamW decay on matrices only, not on biases or norms
     grad_clip: float = 1.0  # max gradient norm; 0 switches clipping off
+    ema_decay: float = 0.95  # per-step decay of the weight average that is saved; 0 = none
     seed: int = 0
     weights: dict[str, float] = field(default_factory=dict)  # source id -> weight, see corpus
     tokenizer: str = "shipped"  # "shipped" (the base model's), "train", or a folder path
@@ -91,6 +93,8 @@ class PretrainConfig:
                 raise ValueError(f"{name} is {getattr(self, name)!r}; use a positive integer")
         if not 0 < self.lr <= 1:
             raise ValueError(f"lr is {self.lr!r}; use a learning rate in (0, 1], e.g. 3e-3")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay is {self.ema_decay!r}; use a value in [0, 1), e.g. 0.95")
         if not 0 < self.val_fraction < 0.5:
             raise ValueError(f"val_fraction is {self.val_fraction!r}; use a value in (0, 0.5)")
         corpus_lib.check_weights(self.weights)
@@ -271,7 +275,15 @@ def pretrain(
     torch.manual_seed(config.seed)
     model = tinygpt.build_model(config.preset, tokenizer)
     optimizer = make_optimizer(model, config)
+    # The held-out loss, the samples and the saved model use an exponential moving average
+    # of the weights. The raw weights' probabilities at rare contexts swing from step to
+    # step: P(" five" | "Two plus two equals") moved by up to 0.1 between steps 250 and 300
+    # of the cpu preset, while the average stayed within 0.03 of the corpus share.
+    average = copy.deepcopy(model).requires_grad_(False) if config.ema_decay else None
     model, optimizer = accelerator.prepare(model, optimizer)
+    if average is None:
+        average = accelerator.unwrap_model(model)
+    average = average.to(accelerator.device)
     generator = torch.Generator().manual_seed(config.seed + accelerator.process_index)
     device = accelerator.device
     is_main = accelerator.is_main_process
@@ -294,6 +306,8 @@ def pretrain(
         grad_norm = clip_gradients(accelerator, model, config.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if config.ema_decay:
+            update_average(average, accelerator.unwrap_model(model), config.ema_decay)
 
         done = step + 1
         last = done == config.steps
@@ -306,22 +320,26 @@ def pretrain(
                      "progress": done / config.steps}
             last_step, last_time = done, now
         if done % config.eval_every == 0 or last:
-            unwrapped = accelerator.unwrap_model(model)
-            event["loss/val"] = estimate_val_loss(unwrapped, val, config, block_size, device)
+            event["loss/val"] = estimate_val_loss(average, val, config, block_size, device)
         if event:
             metrics.update(event)
             if is_main:
                 on_event({"step": done, **event})
         if is_main and config.sample_every and (done % config.sample_every == 0 or last):
-            on_sample(done, generate_samples(accelerator.unwrap_model(model), tokenizer,
-                                             config, device))
+            on_sample(done, generate_samples(average, tokenizer, config, device))
 
-    model = accelerator.unwrap_model(model).to("cpu", torch.float32).eval()
+    model = average.to("cpu", torch.float32).eval()
     counts = corpus_lib.continuation_counts(corpus)
     metrics.update(summary_metrics(model, tokenizer, counts, time.perf_counter() - start))
     if is_main:
         on_event({"step": last_step, **{k: v for k, v in metrics.items() if "/" in k}})
     return PretrainResult(model, tokenizer, config, metrics, counts, stopped, is_main)
+
+
+@torch.no_grad()
+def update_average(average, model, decay: float) -> None:
+    """Move each averaged weight towards the model's: avg = decay * avg + (1 - decay) * w."""
+    torch._foreach_lerp_(list(average.parameters()), list(model.parameters()), 1.0 - decay)
 
 
 def make_accelerator(device: str | None) -> Accelerator:

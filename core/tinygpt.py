@@ -1,10 +1,14 @@
 """Size presets for the tiny GPT: the transformers GPT-2 architecture built from a config.
 
-Presets (parameter counts with the shipped tokenizer's 1,731 tokens; embeddings are tied):
+Presets (parameter counts with the shipped tokenizer's 1,719 tokens; embeddings are tied):
 
-    micro  1 layer,  64 wide, 64-token context: for tests, a few seconds of training
-    cpu    2 layers, 128 wide, 128-token context: about a minute on two CPU cores (0.7M)
-    gpu    6 layers, 384 wide, 256-token context: for a GPU (11M)
+    micro  1 layer,   64 wide,  64-token context, 0.16M: for tests, seconds of training
+    cpu    2 layers, 128 wide, 128-token context, 0.63M: the shipped base model
+    gpu    6 layers, 384 wide, 256-token context, 11.4M: for a GPU
+
+NOTE: "about a minute" for the cpu preset's default 300 steps of 32 x 128 tokens is an
+estimate from about 18,000 tokens/s measured on an idle moment of a shared 2-core CPU; see
+bench/pretrain_bench.py for the measurement.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ class SizePreset:
 
 PRESETS = {
     "micro": SizePreset(1, 2, 64, 64, "tests: trains in seconds"),
-    "cpu": SizePreset(2, 4, 128, 128, "about a minute on two CPU cores"),
+    "cpu": SizePreset(2, 4, 128, 128, "about a minute on two CPU cores (estimate)"),
     "gpu": SizePreset(6, 6, 384, 256, "for a GPU; minutes on a CPU"),
 }
 

@@ -207,7 +207,8 @@ def test_unreadable_event_line_skipped(lab_home):
     assert [event["step"] for event in events] == [0, 9]
 
 
-def test_standby_runs_next_job(lab_home):
+def test_standby_runs_next_job(lab_home, monkeypatch):
+    monkeypatch.setenv("ALIGNMENT_LAB_STANDBY", "1")
     assert jobs.ensure_standby("cpu") is True
     assert jobs.ensure_standby("cpu") is False  # one idle standby per device
     standby_pid = json.loads((lab_home / "jobs" / ".standby-cpu.json").read_text())["pid"]
@@ -219,13 +220,15 @@ def test_standby_runs_next_job(lab_home):
     assert not (lab_home / "jobs" / ".standby-cpu.json").exists()
 
 
-def test_standby_skipped_while_job_runs():
+def test_standby_skipped_while_job_runs(monkeypatch):
+    monkeypatch.setenv("ALIGNMENT_LAB_STANDBY", "1")
     job_id = jobs.submit("selftest", {"steps": 400, "sleep": 0.05}, owner="alice", device="cpu")
     assert jobs.ensure_standby("cpu") is False
     jobs.cancel(job_id, owner="alice")
 
 
-def test_standby_killed_job_marked_failed(lab_home):
+def test_standby_killed_job_marked_failed(lab_home, monkeypatch):
+    monkeypatch.setenv("ALIGNMENT_LAB_STANDBY", "1")
     jobs.ensure_standby("cpu")
     job_id = jobs.submit("selftest", {"steps": 500, "sleep": 0.05}, owner="alice", device="cpu")
     assert _wait_for(lambda: _events_seen(job_id, 2), timeout_s=120)
@@ -235,7 +238,8 @@ def test_standby_killed_job_marked_failed(lab_home):
     assert not store.run_exists(job_id)
 
 
-def test_stop_standby_ends_idle_process(lab_home):
+def test_stop_standby_ends_idle_process(lab_home, monkeypatch):
+    monkeypatch.setenv("ALIGNMENT_LAB_STANDBY", "1")
     jobs.ensure_standby("cpu")
     entry = json.loads((lab_home / "jobs" / ".standby-cpu.json").read_text())
     jobs.stop_standby()
@@ -243,7 +247,8 @@ def test_stop_standby_ends_idle_process(lab_home):
     assert not (lab_home / "jobs" / ".standby-cpu.json").exists()
 
 
-def test_standby_marks_itself_ready(lab_home):
+def test_standby_marks_itself_ready(lab_home, monkeypatch):
+    monkeypatch.setenv("ALIGNMENT_LAB_STANDBY", "1")
     jobs.ensure_standby("cpu")
     registry = lab_home / "jobs" / ".standby-cpu.json"
     assert _wait_for(lambda: json.loads(registry.read_text()).get("ready"), timeout_s=120)
