@@ -20,9 +20,10 @@ medians. Sides:
 - `trl-precomputed` (with `--with-precomputed`): the same with `precompute_ref_log_probs=True`;
   TRL computes those log-probs in its constructor, so they are not timed either.
 
-Settings shared by both: the sigmoid loss, beta, learning rate (constant, no warm-up), AdamW
-without weight decay, gradient clipping at 1.0, batch size, maximum length, fp32 on CPU or
-bf16 autocast on CUDA, dropout off, no gradient checkpointing, LoRA rank and targets.
+Both sides share these settings: the sigmoid loss, beta, a constant learning rate without
+warm-up, AdamW without weight decay, gradient clipping at 1.0, the batch size and the maximum
+length. Both run in fp32 on CPU (bf16 autocast on CUDA) with dropout off and no gradient
+checkpointing, and both use the same LoRA rank, alpha and target modules.
 
 Speed is reported twice: pairs per wall-clock second, and pairs per second of CPU time used by
 the process (all threads). On a machine shared with other work the CPU-time figure moves

@@ -18,6 +18,7 @@ import platform
 import time
 from pathlib import Path
 
+import core  # noqa: F401  (sets OMP_WAIT_POLICY=PASSIVE before torch loads)
 import torch
 
 from core import corpus, tinygpt

@@ -7,8 +7,8 @@ Presets (parameter counts with the shipped tokenizer's 1,719 tokens; embeddings 
     gpu    6 layers, 384 wide, 256-token context, 11.4M: for a GPU
 
 NOTE: "about a minute" for the cpu preset's default 300 steps of 32 x 128 tokens is an
-estimate from about 18,000 tokens/s measured on an idle moment of a shared 2-core CPU; see
-bench/pretrain_bench.py for the measurement.
+estimate: the shipped build reported about 16,500 tokens/s over its last steps on a shared
+2-core CPU in a quiet moment, which gives about 75 s. bench/pretrain_bench.py measures it.
 """
 
 from __future__ import annotations

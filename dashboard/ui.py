@@ -7,6 +7,7 @@ Caching lives here, in the UI layer: `core/` stays free of Streamlit. A model lo
 from __future__ import annotations
 
 import io
+import re
 import uuid
 import logging
 
@@ -181,7 +182,7 @@ def session_owner() -> str:
     """
     if OWNER_KEY not in st.session_state:
         from_url = st.query_params.get("owner", "")
-        valid = from_url.isalnum() and 8 <= len(from_url) <= 32
+        valid = re.fullmatch(r"[\w-]{1,64}", from_url) is not None
         st.session_state[OWNER_KEY] = from_url if valid else uuid.uuid4().hex[:12]
     st.query_params["owner"] = st.session_state[OWNER_KEY]
     return st.session_state[OWNER_KEY]

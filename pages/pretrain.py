@@ -80,7 +80,7 @@ preset = left.selectbox("Model size", presets, index=presets.index(defaults.pres
 steps = mid.number_input("Steps", 10, 20_000, defaults.steps, step=50)
 lr = right.number_input("Learning rate", 1e-5, 1e-1, defaults.lr, format="%.4f")
 
-owner = job_panel.owner_id()
+owner = ui.session_owner()
 if st.button("Start training", type="primary"):
     config = {"preset": preset, "steps": int(steps), "lr": float(lr), "weights": weights,
               "sample_every": max(1, int(steps) // 4), "eval_every": max(1, int(steps) // 8)}

@@ -7,9 +7,9 @@ Run from the repository root:
     .venv/bin/python scripts/build_defaults.py --list          # print the recipes
 
 Each recipe trains with the lab's own trainers (`core.train.sft`, `core.train.dpo`), starting
-from the model named by `parent`, and writes a lab checkpoint (weights or LoRA adapter,
-tokenizer, run.json with the recipe, data hash, metrics, before/after probabilities and the
-command that rebuilds it). A checkpoint is written to a temporary folder and renamed into
+from the model named by `parent`. It writes a lab checkpoint: weights or a LoRA adapter, the
+tokenizer, and a run.json with the recipe, data hash, metrics, the probe probabilities of the
+parent and the checkpoint, and the command that rebuilds it. A checkpoint is written to a temporary folder and renamed into
 place, so an interrupted build leaves the old one intact. A DPO recipe starts from the SFT
 checkpoint of its family, so build SFT first (the default order does).
 

@@ -59,9 +59,8 @@ from core.train.common import (
     to_device,
     validate_config,
 )
-from core.train.dpo import TrainResult
+from core.train.dpo import Emit, TrainResult
 
-Emit = Callable[[dict], None]
 HEAD_NAME = "score"  # the scalar head of every transformers ...ForSequenceClassification
 
 

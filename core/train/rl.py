@@ -22,7 +22,8 @@ Public API:
 Metric events, one per optimizer step, on that step's samples before the update:
 `reward/mean` (higher is better; range set by the reward), `reward/std` (spread of the
 rewards over all samples; 0 means RLOO has no signal), `kl/ref` (mean summed log-ratio to the
-reference, nats per completion, 0 at step 0; higher means further from the reference),
+reference, nats per completion, 0 at step 0; higher means further from the reference; a
+sampled estimate, so one batch can read slightly below 0),
 `policy/entropy` (mean next-token entropy over completion tokens, nats; falling entropy means
 less varied answers), `completions/mean_length` (tokens, EOS included), `loss/train`,
 `train/grad_norm` (before clipping), `train/learning_rate`, `train/tokens_per_second`.

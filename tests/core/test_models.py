@@ -58,7 +58,11 @@ def test_folder_without_config(tmp_path, lab_home):
 
 
 def test_offline_hub_id_gives_clear_error(lab_home, monkeypatch):
+    import huggingface_hub.constants
+
+    # the variable is read when huggingface_hub is imported, so patch the constant too
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(models.ModelError, match="offline"):
         models.load_model("nobody-here/not-a-model")
 
