@@ -72,11 +72,11 @@ def _peak_rss_mb() -> float:
     return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
 
 
-def _rows() -> list[dict]:
+def _rows(names: list[str]) -> list[dict]:
     from core import data as data_lib
 
     rows = []
-    for name in PREFERENCE_DATASETS:
+    for name in names:
         for row in data_lib.load_bundled(name).rows:
             rows.append({"prompt": row.prompt, "chosen": row.chosen, "rejected": row.rejected})
     return rows
@@ -180,7 +180,7 @@ def run_worker(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     policy, tokenizer, loaded = load_start(TrainConfig(model=args.model, device=args.device))
     device = loaded.device.type
-    rows = _rows()
+    rows = _rows(args.datasets.split(","))
     if args.worker == "ours":
         (seconds, cpu_seconds), tokens = _ours(policy, tokenizer, rows, args, device)
     else:
@@ -205,7 +205,7 @@ def _trial(side: str, args: argparse.Namespace) -> dict:
                "--model", args.model, "--steps", str(args.steps),
                "--batch-size", str(args.batch_size), "--lr", str(args.lr),
                "--beta", str(args.beta), "--max-length", str(args.max_length),
-               "--lora-rank", str(args.lora_rank)]
+               "--lora-rank", str(args.lora_rank), "--datasets", args.datasets]
     if args.device:
         command += ["--device", args.device]
     if args.threads:
@@ -269,7 +269,7 @@ def markdown(args: argparse.Namespace, sides: dict[str, dict], meta: dict) -> st
         f" {meta['load_after']}. The machine was shared with other processes.",
         f"- Settings: {args.steps} steps of {args.batch_size} pairs, sigmoid loss, beta"
         f" {args.beta}, learning rate {args.lr} constant, max length {args.max_length},"
-        f" {meta['pairs']} pairs from the bundled datasets {', '.join(PREFERENCE_DATASETS)}.",
+        f" {meta['pairs']} pairs from the bundled datasets {args.datasets.replace(',', ', ')}.",
         f"- {args.repeats} interleaved runs per side, each in a fresh process; medians.",
         "",
         "| side | pairs/s (wall) | pairs per CPU-s | peak memory (MB) | tokens per pair |"
@@ -327,6 +327,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=128, help="max tokens per sequence")
     parser.add_argument("--lora-rank", type=int, default=0, help="0 = full fine-tuning")
     parser.add_argument("--repeats", type=int, default=3, help="runs per side")
+    parser.add_argument("--datasets", default=",".join(PREFERENCE_DATASETS),
+                        help="comma-separated bundled preference datasets to train on")
     parser.add_argument("--device", default=None, help="cpu or cuda; default: automatic")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads in each run; 0 keeps torch's default")
