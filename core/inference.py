@@ -208,6 +208,10 @@ def next_token_distribution(
 
 # Generation
 
+# Upper limits that keep one request from holding a shared server for minutes.
+MAX_NEW_TOKENS = 1024
+MAX_SAMPLES = 64
+
 @dataclass
 class GenerationConfig:
     """Decoding settings shared by every model in a comparison."""
@@ -222,8 +226,9 @@ class GenerationConfig:
     chat: bool = False  # wrap the prompt in the model's chat template, when it has one
 
     def validate(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens={self.max_new_tokens} is invalid; use 1 or more.")
+        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
+            raise ValueError(f"max_new_tokens={self.max_new_tokens} is invalid; use 1 to "
+                             f"{MAX_NEW_TOKENS}.")
         if self.do_sample and self.temperature <= 0:
             raise ValueError(
                 f"temperature={self.temperature} is invalid; use a value above 0, or greedy."
@@ -232,8 +237,8 @@ class GenerationConfig:
             raise ValueError(f"top_p={self.top_p} is invalid; use a value in (0, 1].")
         if self.top_k < 0:
             raise ValueError(f"top_k={self.top_k} is invalid; use 0 (off) or more.")
-        if self.n_samples < 1:
-            raise ValueError(f"n_samples={self.n_samples} is invalid; use 1 or more.")
+        if not 1 <= self.n_samples <= MAX_SAMPLES:
+            raise ValueError(f"n_samples={self.n_samples} is invalid; use 1 to {MAX_SAMPLES}.")
 
 
 @dataclass

@@ -38,7 +38,8 @@ with st.form("compare_form"):
                        help="Wraps the prompt as a user message and asks for the assistant's "
                             "reply. Models without a chat template see the raw prompt.")
     c1, c2, c3, c4 = st.columns(4)
-    greedy = c1.toggle("Greedy (always the likeliest token)", value=False)
+    greedy = c1.toggle("Greedy", value=False,
+                       help="Always pick the likeliest token, so every run gives the same text.")
     temperature = c1.slider("Temperature", 0.1, 2.0, 1.0, 0.05, disabled=greedy,
                             help="Below 1 sharpens the distribution, above 1 flattens it.")
     top_k = c2.slider("Top-k (0 = off)", 0, 200, 50, help="Sample only from the k likeliest tokens.")
@@ -70,10 +71,11 @@ if submitted:
                 results[name] = cached_generate(name, prompt, settings)
         st.session_state["compare_results"] = {"prompt": prompt, "results": results}
     except ValueError as err:
+        st.session_state.pop("compare_results", None)  # never show answers to another prompt
         st.error(str(err))
 
 stored = st.session_state.get("compare_results")
-if not stored:
+if not stored or not stored["results"]:
     st.info("Set a prompt and press **Generate**.")
     st.stop()
 
@@ -88,7 +90,8 @@ for column, (name, generations) in zip(columns, stored["results"].items()):
                         unsafe_allow_html=True)
             mean = sum(gen["token_logps"]) / max(len(gen["token_logps"]), 1)
             ending = "ended by itself" if gen["finished"] else "cut at the token limit"
-            st.caption(f"Sample {i}: {len(gen['tokens'])} tokens, {ending}; "
+            n_tokens = len(gen["tokens"])
+            st.caption(f"Sample {i}: {n_tokens} token{'s' if n_tokens != 1 else ''}, {ending}; "
                        f"mean log-prob per token {mean:.2f}")
             rows.append({"model": name, "sample": i, "prompt": stored["prompt"],
                          "continuation": gen["text"], "tokens": len(gen["tokens"]),

@@ -132,6 +132,7 @@ def build(checkpoint_id: str, device: str | None) -> Path:
         meta.pop("owner", None)
         meta["recipe"].pop("device", None)
         checkpoints.write_json_atomic(ctx.output_dir / checkpoints.RUN_FILE, meta)
+        strip_local_paths(ctx.output_dir, recipe["parent"])
         checkpoints.replace_dir_atomic(ctx.output_dir, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -145,6 +146,23 @@ def record_probe(folder: Path, before: dict[str, float], after: dict[str, float]
     meta = json.loads((folder / checkpoints.RUN_FILE).read_text(encoding="utf-8"))
     meta["probe"] = {"prompt": PROBE_PROMPT, "parent": before, "checkpoint": after}
     checkpoints.write_json_atomic(folder / checkpoints.RUN_FILE, meta)
+
+
+def strip_local_paths(folder: Path, parent: str) -> None:
+    """Remove this machine's paths that peft writes into an adapter folder.
+
+    peft stores the base model's folder (a cache path here) in adapter_config.json and in a
+    generated model card. The lab loads an adapter on top of run.json's `parent`, so the
+    config gets the parent's name and the card is dropped.
+    """
+    from core import checkpoints
+
+    (folder / "README.md").unlink(missing_ok=True)
+    config_path = folder / "adapter_config.json"
+    if config_path.is_file():
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config["base_model_name_or_path"] = parent
+        checkpoints.write_json_atomic(config_path, config)
 
 
 def weights_total(ids: list[str]) -> int:

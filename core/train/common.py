@@ -12,10 +12,9 @@ Public API:
   (`Reference.copy_of(policy)`) or the same peft model with its adapter disabled
   (`Reference.adapter_off(policy)`). `reference.logps(batch)` gives per-sequence log-probs;
   `reference.verify()` raises `ReferenceChangedError` when its weights' hash has changed.
-- `token_logps(model, input_ids, attention_mask) -> (B, T-1)` and
-  `sequence_logps(model, batch) -> (B,)`: log-probs in fp32 with position ids taken from the
-  attention mask, so left and right padding give the same numbers.
-- `autocast(device)`: bf16 autocast on CUDA, nothing elsewhere.
+- `token_logps`, `completion_token_logps`, `sequence_logps` and `autocast`, defined in
+  `core.train.logps`: log-probs in fp32 (the LM head only at completion positions where the
+  model allows it).
 - `check_finite(loss, step, lines)`: raises `NonFiniteLossError` naming the step and rows.
 - `make_optimizer`, `lr_at`, `Throughput`, `batches`, `greedy_samples`, `save_trained`.
 - Several processes: `init_distributed()`, `process_rank() -> (rank, world)` and
@@ -39,6 +38,13 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from core.train.logps import (  # noqa: F401 (re-exported for the trainers and tests)
+    autocast,
+    completion_token_logps,
+    sequence_logps,
+    token_logps,
+)
 
 LOSS_TYPES = ("sigmoid", "ipo")
 JOB_KEYS = ("name",)  # config keys the job runner reads and the trainers ignore
@@ -289,45 +295,7 @@ class Reference:
                                         "so rewards and KL are measured against a moving target.")
 
 
-# Log-probs
-
-def autocast(device: torch.device | str):
-    """Return bf16 autocast on CUDA and a no-op context elsewhere (fp32 on CPU)."""
-    # NOTE: the CUDA branch has not run in this project's tests, which have no GPU.
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def token_logps(model: nn.Module, input_ids: torch.Tensor,
-                attention_mask: torch.Tensor) -> torch.Tensor:
-    """Return log p(x_t | x_<t) for t = 1..T-1, shape (B, T-1), in fp32.
-
-    Position ids come from the attention mask, so a left-padded row gets the same positions
-    as the same row unpadded (GPT-2 adds absolute position embeddings).
-    """
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
-    device = input_ids.device
-    with autocast(device):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                       position_ids=position_ids, use_cache=False).logits  # (B, T, V)
-    logits = logits[:, :-1].float()  # (B, T-1, V): position t predicts token t+1
-    targets = input_ids[:, 1:].unsqueeze(-1)  # (B, T-1, 1)
-    picked = logits.gather(-1, targets).squeeze(-1)  # (B, T-1)
-    return picked - torch.logsumexp(logits, dim=-1)  # log-softmax in fp32
-
-
-def sequence_logps(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Return the summed log-prob of each sequence's completion tokens, shape (B,).
-
-    `batch` contains `input_ids`, `attention_mask` and `completion_mask`, each (B, T). A row
-    with no completion token gets 0, never NaN.
-    """
-    per_token = token_logps(model, batch["input_ids"], batch["attention_mask"])  # (B, T-1)
-    mask = batch["completion_mask"][:, 1:].to(per_token.dtype)  # (B, T-1)
-    return (per_token * mask).sum(-1)
-
+# Finite checks
 
 def check_finite(loss: torch.Tensor, step: int, lines: list[int]) -> None:
     """Raise NonFiniteLossError when `loss` is NaN or infinite."""

@@ -46,13 +46,13 @@ from core.train.common import (
     batches,
     check_finite,
     check_trainable,
+    completion_token_logps,
     greedy_samples,
     lr_at,
     make_optimizer,
     process_rank,
     sum_across_processes,
     to_device,
-    token_logps,
     validate_config,
 )
 
@@ -135,7 +135,8 @@ def _micro_batch(policy: nn.Module, pairs: list[EncodedPair], ref: torch.Tensor,
                  n_chosen_tokens: int, device: torch.device) -> tuple[torch.Tensor, dict]:
     """Forward one micro-batch; return its share of the step loss and metric sums."""
     batch = to_device(collate_preferences(pairs, pad_token_id), device)
-    per_token = token_logps(policy, batch["input_ids"], batch["attention_mask"])  # (2b, T-1)
+    per_token = completion_token_logps(policy, batch["input_ids"], batch["attention_mask"],
+                                       batch["completion_mask"])  # (2b, T-1), 0 off completions
     mask = batch["completion_mask"][:, 1:].float()  # (2b, T-1)
     logps = (per_token * mask).sum(-1)  # (2b,)
     chosen_logps, rejected_logps = logps.chunk(2)

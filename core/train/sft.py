@@ -35,13 +35,13 @@ from core.train.common import (
     batches,
     check_finite,
     check_trainable,
+    completion_token_logps,
     greedy_samples,
     lr_at,
     make_optimizer,
     process_rank,
     sum_across_processes,
     to_device,
-    token_logps,
     validate_config,
 )
 from core.train.dpo import Emit, TrainResult
@@ -53,7 +53,8 @@ def sft_loss_sum(model: nn.Module, batch: dict[str, torch.Tensor],
 
     The answer log-probs leave out each row's final EOS, for `probs/completion`.
     """
-    per_token = token_logps(model, batch["input_ids"], batch["attention_mask"])  # (B, T-1)
+    per_token = completion_token_logps(model, batch["input_ids"], batch["attention_mask"],
+                                       batch["completion_mask"])  # (B, T-1), 0 off completions
     mask = batch["completion_mask"][:, 1:].to(per_token.dtype)  # (B, T-1)
     nll_sum = -(per_token * mask).sum()
     eos = batch.get("eos_token_id")

@@ -126,3 +126,70 @@ def test_probabilities_framing(page, server):
     _no_exception(page)
     page.get_by_text("Logit lens: where in the model").scroll_into_view_if_needed()
     _shot(page, "03-probabilities.png")
+
+
+def _choose(tab, label: str, option: str) -> None:
+    """Pick `option` in the Streamlit selectbox labelled `label`."""
+    box = tab.locator("[data-testid='stSelectbox']").filter(has_text=label).first
+    box.click()
+    tab.get_by_role("option", name=option).first.click()
+    _wait_idle(tab)
+
+
+def test_collapse_page(page, server):
+    page.goto(f"{server}/collapse")
+    page.get_by_role("heading", name="Collapse and diversity").wait_for()
+    page.get_by_text("How spread out are the hidden states?").wait_for()
+    _wait_idle(page)
+    _no_exception(page)
+    assert page.get_by_text("Gaussian null").count() >= 1
+    _shot(page, "04-collapse.png")
+
+
+def test_bias_page_probe(page, server):
+    page.goto(f"{server}/bias")
+    page.get_by_role("heading", name="Bias").first.wait_for()
+    _wait_idle(page)
+    page.get_by_role("tab", name="Word probe").click()
+    page.get_by_role("button", name="Score the words").click()
+    _wait_idle(page)
+    _no_exception(page)
+    _shot(page, "05-bias-probe.png")
+
+
+def test_pretrain_micro_job(page, server):
+    page.goto(f"{server}/pretrain")
+    page.get_by_role("heading", name="Pretrain a tiny GPT").wait_for()
+    _wait_idle(page)
+    _choose(page, "Model size", "micro")
+    steps = page.get_by_label("Steps")
+    steps.fill("40")
+    steps.press("Enter")
+    _wait_idle(page)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("The model mirrors its corpus").wait_for(timeout=300_000)
+    _wait_idle(page)
+    _no_exception(page)
+    _shot(page, "06-pretrain.png")
+
+
+def test_align_tiny_dpo_job(page, server):
+    page.goto(f"{server}/align")
+    page.get_by_role("heading", name="Align a model").wait_for()
+    _wait_idle(page)
+    page.get_by_text("DPO", exact=True).first.click()
+    _wait_idle(page)
+    _choose(page, "Preset", "Arithmetic truth, DPO + NLL (tiny-gpt)")
+    page.get_by_role("button", name="Start", exact=True).click()
+    page.get_by_text("Before and after, on the dataset's prompts").wait_for(timeout=300_000)
+    _wait_idle(page)
+    _no_exception(page)
+    _shot(page, "07-align.png")
+
+
+def test_preferences_page(page, server):
+    page.goto(f"{server}/preferences")
+    page.get_by_role("heading", name="Class preferences").wait_for()
+    _wait_idle(page)
+    _no_exception(page)
+    _shot(page, "08-preferences.png")

@@ -97,7 +97,8 @@ def test_top_p_keeps_top_token():
 
 
 @pytest.mark.parametrize("field,value", [("temperature", 0.0), ("top_p", 0.0), ("n_samples", 0),
-                                         ("max_new_tokens", 0), ("top_k", -1)])
+                                         ("max_new_tokens", 0), ("top_k", -1),
+                                         ("max_new_tokens", 5000), ("n_samples", 100)])
 def test_invalid_generation_settings(field, value):
     config = inf.GenerationConfig(**{field: value})
     with pytest.raises(ValueError, match=field):
