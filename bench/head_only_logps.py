@@ -3,9 +3,9 @@
     .venv/bin/python -m bench.head_only_logps [--model tiny-gpt-base] [--lora-rank 0] [--rounds 15]
 
 One DPO-shaped batch (8 preference pairs, 16 rows) from a bundled dataset goes through a
-forward and backward pass with `token_logps` (logits (B, T, V), the full path) and with
-`completion_token_logps` (head on the N completion positions), alternating in each round so
-that a change in machine load hits both alike. Reports the median CPU seconds per pass
+forward and backward pass two ways: `token_logps` builds logits (B, T, V) at every position
+(the full path), and `completion_token_logps` runs the head on the N completion positions.
+The two alternate in each round, so a change in machine load hits both alike. Reports the median CPU seconds per pass
 (`time.process_time`, one torch thread), the max abs difference of the summed log-probs and
 the load average before and after.
 """
@@ -47,7 +47,7 @@ def time_pass(path, policy, batch) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tiny-gpt-base", help="name for core.models")
+    parser.add_argument("--model", default="tiny-gpt-base", help="model name for core.models.load_model")
     parser.add_argument("--lora-rank", type=int, default=0, help="0 = full fine-tuning")
     parser.add_argument("--dataset", default="sycophancy", help="bundled preference dataset")
     parser.add_argument("--pairs", type=int, default=8, help="preference pairs in the batch")

@@ -136,7 +136,7 @@ def _micro_batch(policy: nn.Module, pairs: list[EncodedPair], ref: torch.Tensor,
     """Forward one micro-batch; return its share of the step loss and metric sums."""
     batch = to_device(collate_preferences(pairs, pad_token_id), device)
     per_token = completion_token_logps(policy, batch["input_ids"], batch["attention_mask"],
-                                       batch["completion_mask"])  # (2b, T-1), 0 off completions
+                                       batch["completion_mask"])  # (2b, T-1), 0 outside completions
     mask = batch["completion_mask"][:, 1:].float()  # (2b, T-1)
     logps = (per_token * mask).sum(-1)  # (2b,)
     chosen_logps, rejected_logps = logps.chunk(2)

@@ -25,7 +25,8 @@ from torch import nn
 # and any type not read) take the full path.
 PLAIN_HEAD_MODEL_TYPES = frozenset({"gpt2", "llama", "mistral", "qwen2", "qwen3", "gpt_neox",
                                     "phi3", "olmo2", "smollm3"})
-# config attributes that transform logits after the head; when one is set, take the full path
+# Config attributes that scale or soft-cap logits after the head. When one is set (not 0 or
+# None), the full path is taken even for a listed model type.
 LOGIT_TRANSFORM_KEYS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
 
 
@@ -66,6 +67,8 @@ def plain_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
     `model` is a transformers causal LM, or a peft model with a LoRA adapter around one. The
     LoRA layers sit inside the decoder, so the adapter and `disable_adapter()` still apply.
     The decoder's last hidden state is taken after the final norm (GPT-2's ln_f, Llama's norm).
+    NOTE: this path skips the top-level `forward`, so hooks or wrappers placed there (such as
+    `accelerate.prepare`'s autocast) do not run. A DDP wrapper has no config and gets None.
     """
     peft_config = getattr(model, "active_peft_config", None)
     if getattr(peft_config, "is_prompt_learning", False):
@@ -77,7 +80,7 @@ def plain_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
     if any(getattr(config, key, None) for key in LOGIT_TRANSFORM_KEYS):
         return None
     name = type(inner).__name__
-    if not (name.endswith("ForCausalLM") or name.endswith("LMHeadModel")):
+    if not name.endswith(("ForCausalLM", "LMHeadModel")):
         return None
     decoder, head = inner.base_model, inner.get_output_embeddings()
     if decoder is inner or head is None:
@@ -88,11 +91,13 @@ def plain_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
 def completion_token_logps(model: nn.Module, input_ids: torch.Tensor,
                            attention_mask: torch.Tensor,
                            completion_mask: torch.Tensor) -> torch.Tensor:
-    """Compute log p(x_t | x_<t) where `completion_mask[:, 1:]` is 1; shape (B, T-1), fp32.
+    """Compute log p(x_t | x_<t) in fp32 where `completion_mask[:, 1:]` is 1, shape (B, T-1).
 
     Other positions read 0. The values equal `token_logps` at those positions, but the LM
     head and the fp32 log-softmax run only on the N completion positions, (N, V) instead of
-    (B, T, V). Models without a plain head (see `plain_head`) take the full path.
+    (B, T, V). Models without a plain head (see `plain_head`) take the full path. Measured
+    with bench/head_only_logps.py on a shared 2-core CPU, one forward and backward pass took
+    34% less CPU time on tiny-gpt-base and 14% less on SmolLM2-135M with LoRA.
     """
     mask = completion_mask[:, 1:].bool()  # (B, T-1): position t predicts token t+1
     parts = plain_head(model)

@@ -2,8 +2,9 @@
 
 Public API:
 
-- `sft_loss_sum(model, batch) -> (nll_sum, n_tokens)`: summed negative log-likelihood of the
-  completion tokens of a collated batch (`core.batching.collate_sft`) and their count.
+- `sft_loss_sum(model, batch) -> (nll_sum, n_tokens, answer_logps)`: summed negative
+  log-likelihood of the completion tokens of a collated batch (`core.batching.collate_sft`),
+  their count, and each row's completion log-prob without its EOS, shape (B,).
 - `train_sft(policy, tokenizer, rows, config, emit=None, should_stop=None, sample=None)
   -> TrainResult`: the training loop.
 - `run_job(config: dict, ctx) -> dict`: the job entry point (see docs/architecture.md).
@@ -54,7 +55,7 @@ def sft_loss_sum(model: nn.Module, batch: dict[str, torch.Tensor],
     The answer log-probs leave out each row's final EOS, for `probs/completion`.
     """
     per_token = completion_token_logps(model, batch["input_ids"], batch["attention_mask"],
-                                       batch["completion_mask"])  # (B, T-1), 0 off completions
+                                       batch["completion_mask"])  # (B, T-1), 0 outside completions
     mask = batch["completion_mask"][:, 1:].to(per_token.dtype)  # (B, T-1)
     nll_sum = -(per_token * mask).sum()
     eos = batch.get("eos_token_id")

@@ -83,7 +83,7 @@ def test_head_only_logps_match_full(tok, batch, arch, lora_rank):
 @pytest.mark.parametrize(("arch", "lora_rank"), CASES)
 def test_head_only_grads_match_full(tok, batch, arch, lora_rank):
     policy = build_policy(tok, arch, lora_rank).train()
-    full, head_only, mask = full_and_head_only(policy, batch)
+    mask = batch["completion_mask"][:, 1:].float()  # (B, T-1)
     weights = torch.randn(mask.shape, generator=torch.Generator().manual_seed(0)) * mask
     full_grads = trainable_grads(policy, token_logps(
         policy, batch["input_ids"], batch["attention_mask"]), weights)
