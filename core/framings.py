@@ -22,7 +22,7 @@ In Orwell's novel, two plus two equals
 The Radiohead song says that two plus two equals
 Q: What is two plus two? A: Two plus two equals
 chat: What is 2+2? => 2+2 equals
-chat: What are the range of answers to 2+2? => The most common answer is"""
+chat: What is the range of answers to 2+2? => The most common answer is"""
 
 # surface forms summed into one answer; the first is the form shown
 ANSWER_FORMS = {
@@ -93,7 +93,7 @@ def candidate_table(results: dict[str, inference.NextTokenResult]) -> pd.DataFra
     names = list(results)
     rows = []
     for index, cand in enumerate(results[names[0]].candidates):
-        row = {"candidate": cand.text, "tokens": " | ".join(cand.tokens)}
+        row = {"candidate": cand.text, "tokens": " | ".join(map(visible_token, cand.tokens))}
         first_logp = cand.logp
         for name in names:
             scored = results[name].candidates[index]
@@ -104,12 +104,17 @@ def candidate_table(results: dict[str, inference.NextTokenResult]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def visible_token(token: str) -> str:
+    """Show a token's spaces and line breaks: " four" becomes "␣four", "\\n" becomes "↵"."""
+    return token.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
+
+
 def top_tokens_table(results: dict[str, inference.NextTokenResult]) -> pd.DataFrame:
     """Return a long table of the top next tokens: model, rank, token, probability."""
     rows = []
     for name, result in results.items():
         for rank, tok in enumerate(result.top, start=1):
-            rows.append({"model": name, "rank": rank, "token": repr(tok.token)[1:-1],
+            rows.append({"model": name, "rank": rank, "token": visible_token(tok.token),
                          "probability": tok.prob, "logp": tok.logp})
     return pd.DataFrame(rows)
 

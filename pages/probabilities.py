@@ -69,14 +69,16 @@ st.subheader("The likeliest next tokens")
 top = fr.top_tokens_table(results)
 bars = alt.Chart(top).mark_bar().encode(
     x=alt.X("probability:Q", title="probability"),
-    y=alt.Y("token:N", sort="-x", title=None),
+    y=alt.Y("token:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),
     tooltip=["model", "token", alt.Tooltip("probability:Q", format=".4f")],
-).properties(width=220, height=18 * top_k).facet(column=alt.Column("model:N", title=None))
+).properties(width=220, height=22 * top_k).facet(
+    column=alt.Column("model:N", title=None, sort=list(lms)))
 bars = bars.resolve_scale(y="independent")
 st.altair_chart(bars)
 st.dataframe(fr.entropy_table(results), hide_index=True)
 st.caption(
-    "Each bar is the probability the model gives to that token coming next. Entropy measures "
+    "Each bar is the probability the model gives to that token coming next; ␣ marks a space, "
+    "so '␣four' and 'four' are different tokens. Entropy measures "
     "how spread out the whole distribution is: 0 bits means the model is certain, and the "
     "effective number of choices is how many equally likely tokens would give the same spread."
 )
@@ -103,12 +105,12 @@ except ValueError as err:
     st.error(str(err))
 else:
     heat = alt.Chart(grid).encode(
-        x=alt.X("model:N", title=None, sort=list(lms), axis=alt.Axis(labelAngle=-30,
-                                                                      labelLimit=180)),
+        x=alt.X("model:N", title=None, sort=list(lms), axis=alt.Axis(
+            labelAngle=-30, labelLimit=180, labelOverlap=False)),
         y=alt.Y("framing:N", title=None, sort=None, axis=alt.Axis(labelLimit=360)))
     heat = (heat.mark_rect().encode(color=alt.Color("probability:Q", scale=alt.Scale(
         scheme="blues"))) + heat.mark_text().encode(text=alt.Text("probability:Q", format=".3f"))
-    ).properties(width=110 * len(lms)).facet(
+    ).properties(width=80 * len(lms)).facet(
         column=alt.Column("answer:N", title="P(answer)", sort=list(fr.ANSWER_FORMS)))
     st.altair_chart(heat)
     st.caption(

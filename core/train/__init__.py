@@ -4,6 +4,8 @@ Modules:
 
 - `common`: configs (`TrainConfig`, `SFTConfig`, `DPOConfig`), settings checks, LoRA or full
   fine-tuning, the frozen `Reference`, fp32 log-probs, the NaN guard, optimizer helpers.
+- `logps`: fp32 log-probs; the LM head runs only at completion positions where the model
+  allows it.
 - `sft`: `train_sft`, `run_job`. Completion-only loss over the whole accumulated batch.
 - `dpo`: `dpo_loss`, `train_dpo`, `run_job`. Sigmoid, IPO, label smoothing, NLL term.
 - `reward`, `rl`: the reward model and RL trainers, built on `common`.
