@@ -2,9 +2,10 @@
 
 Run from the repository root, for example:
 
-    .venv/bin/python bench/dpo_vs_trl.py --model tiny-gpt-base --steps 30 --repeats 5
+    .venv/bin/python bench/dpo_vs_trl.py --model tiny-gpt-base --steps 30 --repeats 3 \
+        --threads 1 --with-precomputed
     .venv/bin/python bench/dpo_vs_trl.py --model smollm2-135m-instruct --lora-rank 8 \
-        --steps 10 --repeats 3
+        --lr 2e-3 --steps 15 --repeats 3 --threads 1 --datasets arithmetic-truth --max-length 64
 
 Every trial is a fresh Python process that imports the same modules, loads the model, builds
 the trainer, then times training alone. Sides run interleaved (the order rotates each repeat)

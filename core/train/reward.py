@@ -1,8 +1,9 @@
 """Reward model: a language model with a scalar head, trained on preference pairs.
 
 The reward r(x, y) of a prompt x and an answer y is a linear head on the last hidden state
-at the last real token of x + y (the completion's EOS; found from the attention mask, never
-from the pad id, so it works when the pad token is EOS and with left or right padding).
+at the last real token of x + y, which is the completion's EOS. That position comes from the
+attention mask, never from the pad id, so it is right when the pad token is EOS and with left
+or right padding.
 Training minimises the Bradley–Terry loss -log sigmoid(r(x, y_chosen) - r(x, y_rejected))
 (Bradley and Terry 1952; Ouyang et al. 2022, eq. 1), as TRL's `RewardTrainer` does.
 
@@ -146,7 +147,7 @@ def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Ten
     """Return per-pair losses, shape (B,), from rewards of shape (B,).
 
     -log sigmoid(r_chosen - r_rejected - margin): ln 2 when the rewards are equal, towards 0
-    as the chosen reward pulls ahead. `margin` (B,) asks for a minimum gap (Llama 2's reward
+    as the chosen reward pulls ahead. `margin` (B,) sets a minimum gap (Llama 2's reward
     models). The centring term adds c * (r_chosen + r_rejected)^2. The mean over pairs equals
     TRL's `RewardTrainer.compute_loss` (trl 1.16) for the same rewards.
     """

@@ -305,8 +305,8 @@ def train_rl(policy: nn.Module, tokenizer, prompts: list[Any], reward_fn: Reward
     """Train `policy` in place with RLOO and return it with its metric history.
 
     `policy` must already be trainable (see `core.train.common.prepare_policy`). Without
-    `reference`, the reference is the starting weights (the base with the adapter disabled
-    for a peft model, else a frozen copy); its hash is checked unchanged at the end. A
+    `reference`, the reference is the starting weights: the base with the adapter disabled
+    for a peft model, else a frozen copy. Its hash is checked unchanged at the end. A
     non-finite loss raises `NonFiniteLossError` naming the step and the prompts' positions.
     """
     validate_rl_config(config)
