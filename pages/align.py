@@ -24,8 +24,10 @@ DEFAULTS = {"steps": 30, "learning_rate": 2e-3, "batch_size": 8, "lora_rank": 8,
 # Preset settings that have no slider; they go into the config as they are.
 PRESET_EXTRAS = ("max_prompt_length", "sample_every", "sample_max_new_tokens", "lora_alpha")
 CHARTS = [
-    job_panel.ChartSpec("Loss", ("loss/train",), "Training loss at each step: lower means "
-                        "the model fits the training data better."),
+    job_panel.ChartSpec("Loss", ("loss/train", "loss/dpo", "loss/nll"), "Training loss at each "
+                        "step: lower means the model fits the training data better. With the NLL "
+                        "term the total (loss/train) is the DPO part (loss/dpo, which starts at "
+                        "ln 2 = 0.693) plus the NLL part (loss/nll)."),
     job_panel.ChartSpec("Reward margin", ("rewards/margins",), "How much more the model "
                         "favours the preferred answer than the rejected one; higher is better."),
     job_panel.ChartSpec("Log-probabilities of the answers", ("logps/chosen", "logps/rejected"),
