@@ -177,6 +177,7 @@ def pick_job(owner: str, kinds: tuple[str, ...], key: str) -> str | None:
     own = [info for info in jobs.list_jobs(owner=owner) if info.kind in kinds]
     if not own:
         return None
-    labels = {info.id: f"{info.id} ({STATE_WORDS.get(info.state, info.state).lower()})"
-              for info in own}
-    return st.selectbox("Your training jobs", list(labels), format_func=labels.get, key=key)
+    # NOTE: no state in the label, because the live panel below refreshes on its own while
+    # this box keeps the label of the last full page run.
+    return st.selectbox("Your training jobs", [info.id for info in own], key=key,
+                        help="The job's state and charts are shown below and update live.")
