@@ -10,6 +10,9 @@ from core import device as device_lib
 from core.prompt_sets import load_prompts
 from dashboard import ui
 
+# full model names in legends: the SFT and DPO names share a long prefix
+MODEL_COLOUR = alt.Color("model:N", legend=alt.Legend(labelLimit=320))
+
 ui.setup_page(
     "Collapse and diversity",
     "Does alignment make a model *one-dimensional*? The first part feeds the same prompts to "
@@ -55,13 +58,13 @@ table = collapse.metric_table(results + list(nulls.values()))
 cells = table.assign(cell=[f"{v:.3g} [{lo:.3g}, {hi:.3g}]"
                            for v, lo, hi in zip(table["value"], table["low"], table["high"])])
 wide = cells.pivot(index="label", columns="model", values="cell")
-wide["more collapsed when"] = cells.groupby("label")["more_collapsed_when"].first()
+wide.insert(0, "more collapsed when", cells.groupby("label")["more_collapsed_when"].first())
 st.dataframe(wide, width="stretch")
 st.caption(
     f"Each cell is the value with its 95% bootstrap interval over the **N = {n_prompts}** "
     "prompts. The Gaussian null is random noise of the same shape: no structure at all. "
     "These metrics depend on N (N points span at most N - 1 directions), so compare models "
-    "only at the same N. The last column says which direction means *more collapsed*."
+    "only at the same N. The first column says which direction means *more collapsed*."
 )
 ui.download_buttons(table, f"collapse_metrics_N{n_prompts}", key="collapse_table")
 
@@ -74,7 +77,7 @@ null_rule = pd.DataFrame([{"model": n.model, "value": n.table.set_index("metric"
                           for n in nulls.values()])
 lines = alt.Chart(curve).mark_line(point=True).encode(
     x=alt.X("depth:Q", title="depth (0 = embeddings, 1 = final layer)"),
-    y=alt.Y("value:Q", title=geometry.METRICS[metric].label), color="model:N",
+    y=alt.Y("value:Q", title=geometry.METRICS[metric].label), color=MODEL_COLOUR,
     tooltip=["model", "layer", "value"])
 rule = alt.Chart(null_rule).mark_rule(strokeDash=[6, 4], color="gray").encode(
     y="value:Q", tooltip=["model", "value"])
@@ -96,7 +99,7 @@ spectra = spectra[(spectra["share"] > 0) & (spectra["component"] <= 200)]
 spectrum_chart = alt.Chart(spectra).mark_line().encode(
     x=alt.X("component:Q", title="direction (largest first)"),
     y=alt.Y("share:Q", scale=alt.Scale(type="log"), title="share of all singular values"),
-    color="model:N", tooltip=["model", "component", "share"]).properties(height=320)
+    color=MODEL_COLOUR, tooltip=["model", "component", "share"]).properties(height=320)
 st.altair_chart(spectrum_chart, width="stretch")
 st.caption(
     "Each curve sorts the directions of a model's cloud of hidden states from strongest to "
@@ -112,7 +115,8 @@ if skipped:
 colour = st.radio("Colour by", ["model", "category", "kind"], horizontal=True)
 scatter = alt.Chart(points).mark_circle(size=30, opacity=0.6).encode(
     x=alt.X("pc1:Q", title="first shared direction"),
-    y=alt.Y("pc2:Q", title="second shared direction"), color=f"{colour}:N",
+    y=alt.Y("pc2:Q", title="second shared direction"),
+    color=alt.Color(f"{colour}:N", legend=alt.Legend(labelLimit=320)),
     tooltip=["model", "category", "text"]).properties(height=420)
 scatter = scatter.facet(column="model:N") if colour != "model" else scatter
 st.altair_chart(scatter)
