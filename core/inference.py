@@ -119,43 +119,37 @@ def normalize_answer(text: str) -> str:
 
 
 @torch.no_grad()
-def _prompt_forward(lm: LoadedModel, prompt_ids: list[int]):
-    """Run the prompt once; return its next-token log-softmax (V,) and the KV cache."""
-    ids = torch.tensor([prompt_ids], device=lm.device)
-    output = lm.model(input_ids=ids, use_cache=True)
-    return F.log_softmax(output.logits[0, -1].float(), dim=-1), output.cache
+def _score_pass(lm: LoadedModel, prompt_ids: list[int], cand_ids: list[list[int]]):
+    """Run the prompt and every multi-token candidate in one batched forward pass.
 
-
-@torch.no_grad()
-def score_candidates(
-    lm: LoadedModel, prompt_ids: list[int], candidates: list[str], prompt_state=None,
-) -> list[CandidateScore]:
-    """Score each candidate continuation of a tokenized prompt by its exact log-probability.
-
-    The prompt runs once. A candidate's first token is read from the prompt's next-token
-    distribution; the later tokens of multi-token candidates run as one batch on top of the
-    prompt's KV cache. `prompt_state` is `_prompt_forward`'s result when the caller has it.
+    Returns the prompt's next-token log-softmax (V,) and, per candidate, the log-probs of its
+    tokens. On a CPU a forward pass of a small model is bound by reading the weights, so one
+    pass over a batch costs about the same as one pass over the prompt alone. Each row is the
+    prompt followed by a candidate's tokens but its last; with right padding the prompt's
+    positions are identical in every row, so row 0 also gives the next-token distribution.
     """
+    multi = [i for i, ids in enumerate(cand_ids) if len(ids) > 1]
+    rows = [prompt_ids + cand_ids[i][:-1] for i in multi] or [prompt_ids]
+    logps = _logps(lm, rows)  # (R, T, V)
+    start = len(prompt_ids)
+    next_logps = logps[0, start - 1]  # (V,)
+    token_logps = [[float(next_logps[ids[0]])] for ids in cand_ids]
+    for row, i in enumerate(multi):
+        rest = torch.tensor(cand_ids[i][1:], device=logps.device)
+        positions = torch.arange(start, start + len(rest), device=logps.device)
+        token_logps[i] += logps[row, positions, rest].tolist()
+    return next_logps, token_logps
+
+
+def _candidate_ids(lm: LoadedModel, candidates: list[str]) -> list[list[int]]:
     cand_ids = [lm.tokenizer(c, add_special_tokens=False)["input_ids"] for c in candidates]
     empty = [c for c, ids in zip(candidates, cand_ids) if not ids]
     if empty:
         raise ValueError(f"Candidate answers {empty!r} are empty; type at least one character.")
-    next_logps, cache = prompt_state or _prompt_forward(lm, prompt_ids)
-    token_logps = [[float(next_logps[ids[0]])] for ids in cand_ids]
-    multi = [i for i, ids in enumerate(cand_ids) if len(ids) > 1]
-    if multi:
-        # feed tokens 0..n-2 of each candidate after the cached prompt; they predict 1..n-1
-        fed, mask = _pad_right([cand_ids[i][:-1] for i in multi], lm.tokenizer.pad_token_id,
-                               lm.device)
-        if len(multi) > 1:
-            cache.batch_repeat_interleave(len(multi))
-        prefix_mask = torch.ones((len(multi), len(prompt_ids)), dtype=mask.dtype, device=lm.device)
-        output = lm.model(input_ids=fed, attention_mask=torch.cat([prefix_mask, mask], 1),
-                          cache=cache, use_cache=True)
-        logps = F.log_softmax(output.logits.float(), dim=-1)  # (M, T, V)
-        for row, i in enumerate(multi):
-            rest = torch.tensor(cand_ids[i][1:], device=logps.device)
-            token_logps[i] += logps[row, torch.arange(len(rest)), rest].tolist()
+    return cand_ids
+
+
+def _candidate_scores(lm, candidates, cand_ids, token_logps) -> list[CandidateScore]:
     scores = []
     for text, ids, logps_i in zip(candidates, cand_ids, token_logps):
         total = sum(logps_i)
@@ -164,6 +158,13 @@ def score_candidates(
             logp_per_token=total / len(ids), prob=math.exp(total),
         ))
     return scores
+
+
+def score_candidates(lm: LoadedModel, prompt_ids: list[int], candidates: list[str]) -> list[CandidateScore]:
+    """Score each candidate continuation of a tokenized prompt by its exact log-probability."""
+    cand_ids = _candidate_ids(lm, candidates)
+    _, token_logps = _score_pass(lm, prompt_ids, cand_ids)
+    return _candidate_scores(lm, candidates, cand_ids, token_logps)
 
 
 def next_token_distribution(
@@ -188,7 +189,8 @@ def next_token_distribution(
         raise ValueError(f"top_k={top_k} is invalid; use 1 or more.")
     model_input = format_prompt(lm, prompt, chat=chat, response_prefix=response_prefix)
     prompt_ids = encode(lm, model_input, templated=chat and lm.has_chat_template)
-    logps, cache = _prompt_forward(lm, prompt_ids)  # (V,)
+    cand_ids = _candidate_ids(lm, candidates or [])
+    logps, token_logps = _score_pass(lm, prompt_ids, cand_ids)  # logps: (V,)
     probs = logps.exp()
     entropy = float(-(probs * logps).sum())
     top = torch.topk(logps, k=min(top_k, logps.numel()))
@@ -198,7 +200,7 @@ def next_token_distribution(
     ]
     result = NextTokenResult(prompt, model_input, top_tokens, entropy)
     if candidates:
-        result.candidates = score_candidates(lm, prompt_ids, candidates, (logps, cache))
+        result.candidates = _candidate_scores(lm, candidates, cand_ids, token_logps)
         if merge_forms:
             for cand in result.candidates:
                 key = normalize_answer(cand.text)
