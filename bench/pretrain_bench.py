@@ -1,6 +1,6 @@
 """Benchmark the pretraining loop against a minimal plain-PyTorch loop, and its MFU.
 
-    python bench/pretrain_bench.py [--preset cpu] [--steps 30] [--rounds 2]
+    .venv/bin/python -m bench.pretrain_bench [--preset cpu] [--steps 30] [--rounds 2]
 
 Both loops train the same preset on the same packed corpus with the same batch size,
 optimizer, learning-rate schedule and gradient clipping; they alternate for `--rounds`

@@ -42,6 +42,14 @@ def jobs_dir() -> Path:
     return _subdir("jobs")
 
 
+def data_dir() -> Path:
+    """Return the folder where the host may place data files that pages can open by name.
+
+    Pages never open a path a visitor types; they offer only the files in this folder.
+    """
+    return _subdir("data")
+
+
 def cache_dir() -> Path:
     """Return the folder for cached analysis results."""
     return _subdir("cache")

@@ -168,6 +168,14 @@ def show_job(job_id: str, owner: str, charts: list[ChartSpec],
         on_done(info)
 
 
+def active_job(owner: str, kinds: tuple[str, ...]) -> str | None:
+    """Return the id of the owner's queued or running job of `kinds`, or None."""
+    for info in jobs.list_jobs(owner=owner):
+        if info.kind in kinds and not info.finished:
+            return info.id
+    return None
+
+
 def pick_job(owner: str, kinds: tuple[str, ...], key: str) -> str | None:
     """Offer the user's own jobs of `kinds`, newest first; return the chosen job id.
 

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from core import bias, crows_pairs
+from core import paths
 from dashboard import ui
 
 ui.setup_page(
@@ -151,9 +152,13 @@ with tab_probe:
 
 with tab_crows:
     upload = st.file_uploader("CrowS-Pairs CSV", type="csv")
-    path = st.text_input("…or a path on the server", "", key="bias_crows_path",
-                         placeholder="crows_pairs_anonymized.csv")
-    source = upload or path.strip() or crows_pairs.CROWS_SAMPLE_CSV
+    # Only files in the lab's data folder are offered: a typed server path would let any
+    # visitor read files on the host.
+    hosted = {p.name: p for p in sorted(paths.data_dir().glob("*.csv"))}
+    named = st.selectbox(f"…or a file the host placed in {paths.data_dir()}",
+                         ["(the tiny sample)", *hosted], key="bias_crows_file",
+                         disabled=upload is not None)
+    source = upload or hosted.get(named) or crows_pairs.CROWS_SAMPLE_CSV
     if source is crows_pairs.CROWS_SAMPLE_CSV:
         st.warning("Showing a tiny sample of 16 pairs written by this project to show the "
                    "format. It is not the CrowS-Pairs data set and measures nothing.")

@@ -81,7 +81,11 @@ steps = mid.number_input("Steps", 10, 20_000, defaults.steps, step=50)
 lr = right.number_input("Learning rate", 1e-5, 1e-1, defaults.lr, format="%.4f")
 
 owner = ui.session_owner()
-if st.button("Start training", type="primary"):
+busy = job_panel.active_job(owner, ("pretrain",))
+if busy:
+    st.caption(f"Your job {busy} is still queued or running: cancel it or wait for it to "
+               "finish before starting another.")
+if st.button("Start training", type="primary", disabled=bool(busy)):
     config = {"preset": preset, "steps": int(steps), "lr": float(lr), "weights": weights,
               "sample_every": max(1, int(steps) // 4), "eval_every": max(1, int(steps) // 8)}
     try:

@@ -55,13 +55,22 @@ def test_probe_and_crows_stay_after_rerun(tiny_lab):
     assert "0.5 (dashed)" in captions(app)
 
 
-def test_bad_crows_path_names_fix(tiny_lab, tmp_path):
-    bad = tmp_path / "pairs.csv"
-    bad.write_text("sentence,other\na,b\n")
+def test_bad_hosted_crows_file_names_fix(tiny_lab, lab_home):
+    from core import paths
+
+    (paths.data_dir() / "pairs.csv").write_text("sentence,other\na,b\n")
     app = run_page()
-    app.text_input(key="bias_crows_path").set_value(str(bad)).run()
+    app.selectbox(key="bias_crows_file").set_value("pairs.csv").run()
     messages = [e.value for e in app.error]
     assert any("stereo_antistereo" in m and "Rename the columns" in m for m in messages)
+
+
+def test_crows_offers_only_hosted_files(tiny_lab, lab_home, tmp_path):
+    (tmp_path / "secret.csv").write_text("token\nhunter2\n")
+    app = run_page()
+    assert "bias_crows_path" not in [box.key for box in app.text_input]  # no free path box
+    options = app.selectbox(key="bias_crows_file").options
+    assert options == ["(the tiny sample)"]
 
 
 def test_empty_axis_shows_fix(tiny_lab):
