@@ -39,7 +39,10 @@ def _median_seconds(fn, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads; 0 = default")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     models.convert_smollm2()  # the one-time conversion is not what is measured
     load_s = _median_seconds(lambda: models.load_model(models.SMOLLM2_NAME), 5)

@@ -130,13 +130,17 @@ def _score_pass(lm: LoadedModel, prompt_ids: list[int], cand_ids: list[list[int]
     """
     multi = [i for i, ids in enumerate(cand_ids) if len(ids) > 1]
     rows = [prompt_ids + cand_ids[i][:-1] for i in multi] or [prompt_ids]
-    logps = _logps(lm, rows)  # (R, T, V)
+    ids, mask = _pad_right(rows, lm.tokenizer.pad_token_id, lm.device)
     start = len(prompt_ids)
-    next_logps = logps[0, start - 1]  # (V,)
-    token_logps = [[float(next_logps[ids[0]])] for ids in cand_ids]
+    # only positions from the prompt's last token on are read, so the LM head runs there only
+    kept = ids.shape[1] - start + 1
+    logits = lm.model(input_ids=ids, attention_mask=mask, logits_to_keep=kept).logits
+    logps = F.log_softmax(logits.float(), dim=-1)  # (R, kept, V); index 0 is position start-1
+    next_logps = logps[0, 0]  # (V,)
+    token_logps = [[float(next_logps[ids_i[0]])] for ids_i in cand_ids]
     for row, i in enumerate(multi):
         rest = torch.tensor(cand_ids[i][1:], device=logps.device)
-        positions = torch.arange(start, start + len(rest), device=logps.device)
+        positions = torch.arange(1, 1 + len(rest), device=logps.device)
         token_logps[i] += logps[row, positions, rest].tolist()
     return next_logps, token_logps
 
