@@ -20,6 +20,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import core  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 import torch
 
 from core import collapse, models
