@@ -167,7 +167,8 @@ def test_pretrain_micro_job(page, server):
     steps.press("Enter")
     _wait_idle(page)
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text("The model mirrors its corpus").wait_for(timeout=300_000)
+    # the heading, not the intro text, which mentions the same words
+    page.get_by_role("heading", name="3. The model mirrors its corpus").wait_for(timeout=300_000)
     _wait_idle(page)
     _no_exception(page)
     _shot(page, "06-pretrain.png")
@@ -181,7 +182,8 @@ def test_align_tiny_dpo_job(page, server):
     _wait_idle(page)
     _choose(page, "Preset", "Arithmetic truth, DPO + NLL (tiny-gpt)")
     page.get_by_role("button", name="Start", exact=True).click()
-    page.get_by_text("Before and after, on the dataset's prompts").wait_for(timeout=300_000)
+    page.get_by_role("heading", name="Before and after, on the dataset's prompts").wait_for(
+        timeout=300_000)
     _wait_idle(page)
     _no_exception(page)
     _shot(page, "07-align.png")
