@@ -361,6 +361,23 @@ def lr_at(step: int, config: TrainConfig) -> float:
     return config.learning_rate
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter], step: int,
+                   config: TrainConfig) -> tuple[float, float]:
+    """Set the step's learning rate, clip the gradients, step and clear them.
+
+    Returns `(learning_rate, grad_norm)`; the norm is measured before clipping, and
+    `max_grad_norm <= 0` turns clipping off.
+    """
+    lr = lr_at(step, config)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    clip = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).item()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return lr, grad_norm
+
+
 def batches(n_rows: int, batch_size: int, seed: int) -> Iterator[list[int]]:
     """Yield row indices forever: reshuffled each epoch, each batch of `batch_size` rows.
 

@@ -48,8 +48,8 @@ from core.train.common import (
     check_trainable,
     completion_token_logps,
     greedy_samples,
-    lr_at,
     make_optimizer,
+    optimizer_step,
     process_rank,
     sum_across_processes,
     to_device,
@@ -197,13 +197,7 @@ def dpo_step(policy: nn.Module, optimizer: torch.optim.Optimizer, pairs: list[En
     params = [p for p in policy.parameters() if p.requires_grad]
     totals = sum_across_processes(params, totals)
 
-    lr = lr_at(step, config)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    clip = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).item()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    lr, grad_norm = optimizer_step(optimizer, params, step, config)
 
     metrics = {"step": step, "loss/train": totals.pop("loss"),
                "loss/nll": totals.pop("nll") / max(n_chosen, 1)}

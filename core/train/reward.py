@@ -55,8 +55,8 @@ from core.train.common import (
     config_from_dict,
     disable_dropout,
     lora_targets,
-    lr_at,
     make_optimizer,
+    optimizer_step,
     to_device,
     validate_config,
 )
@@ -217,14 +217,8 @@ def reward_step(model: nn.Module, optimizer: torch.optim.Optimizer, pairs: list[
         rejected_all.append(rejected.detach())
         tokens += n_tokens
 
-    lr = lr_at(step, config)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
     params = [p for p in model.parameters() if p.requires_grad]
-    clip = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).item()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    lr, grad_norm = optimizer_step(optimizer, params, step, config)
 
     chosen, rejected = torch.cat(chosen_all), torch.cat(rejected_all)
     return {"step": step, "loss/train": loss_total, **pair_metrics(chosen, rejected),

@@ -53,8 +53,8 @@ from core.train.common import (
     batches,
     check_finite,
     config_from_dict,
-    lr_at,
     make_optimizer,
+    optimizer_step,
     to_device,
     token_logps,
     validate_config,
@@ -278,14 +278,8 @@ def rl_step(policy: nn.Module, optimizer: torch.optim.Optimizer, reference: Refe
     check_finite(loss, step, prompt_numbers or list(range(1, len(prompts) + 1)))
     loss.backward()
 
-    lr = lr_at(step, config)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
     params = [p for p in policy.parameters() if p.requires_grad]
-    clip = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).item()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    lr, grad_norm = optimizer_step(optimizer, params, step, config)
 
     metrics = {"step": step, "loss/train": loss.item(), "reward/mean": rewards.mean().item(),
                "reward/std": rewards.std(unbiased=False).item(), "kl/ref": kl.mean().item(),

@@ -38,8 +38,8 @@ from core.train.common import (
     check_trainable,
     completion_token_logps,
     greedy_samples,
-    lr_at,
     make_optimizer,
+    optimizer_step,
     process_rank,
     sum_across_processes,
     to_device,
@@ -88,13 +88,7 @@ def sft_step(policy: nn.Module, optimizer: torch.optim.Optimizer, rows: list[Enc
     totals = sum_across_processes(params, totals)
     loss_total = totals["loss"]
 
-    lr = lr_at(step, config)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    clip = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).item()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    lr, grad_norm = optimizer_step(optimizer, params, step, config)
     return {"step": step, "loss/train": loss_total,
             "train/perplexity": math.exp(min(loss_total, 50.0)),
             "probs/completion": totals["probs"] / len(rows), "train/grad_norm": grad_norm,
