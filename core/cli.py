@@ -35,6 +35,26 @@ def emit_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
+def progress_printers(format_event, quiet: bool):
+    """Return `(on_event, on_sample)` callbacks that print training progress to stderr.
+
+    `format_event(event)` turns a metric event into one line, or None to skip it. With
+    `quiet` (as under `--json`, whose stdout must stay pure JSON) nothing is printed.
+    """
+
+    def on_event(event: dict[str, Any]) -> None:
+        line = None if quiet else format_event(event)
+        if line:
+            print(line, file=sys.stderr, flush=True)
+
+    def on_sample(step: int, texts: list[str]) -> None:
+        if not quiet:
+            for text in texts:
+                print(f"  sample @{step}: {text!r}", file=sys.stderr, flush=True)
+
+    return on_event, on_sample
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)

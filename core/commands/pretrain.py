@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from core import corpus, tinygpt
+from core.cli import progress_printers
 from core.pretrain import PretrainConfig
 
 DEFAULTS = PretrainConfig()
@@ -105,15 +106,7 @@ def handle(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    def on_event(event: dict[str, Any]) -> None:
-        line = None if args.json else format_event(event)
-        if line:
-            print(line, file=sys.stderr, flush=True)
-
-    def on_sample(step: int, texts: list[str]) -> None:
-        if not args.json:
-            for text in texts:
-                print(f"  sample @{step}: {text!r}", file=sys.stderr, flush=True)
+    on_event, on_sample = progress_printers(format_event, quiet=args.json)
 
     if args.out:
         result = pretrain.pretrain(cfg, on_event=on_event, on_sample=on_sample)

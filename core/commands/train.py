@@ -24,6 +24,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from core.cli import progress_printers
+
 METHODS = ("sft", "dpo", "reward", "rl")
 CONFIG_CLASSES = {"sft": "core.train.common:SFTConfig", "dpo": "core.train.common:DPOConfig",
                   "reward": "core.train.reward:RewardConfig", "rl": "core.train.rl:RLConfig"}
@@ -157,15 +159,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.name:
         config["name"] = args.name
 
-    def on_event(event: dict[str, Any]) -> None:
-        line = None if args.json else format_event(event)
-        if line:
-            print(line, file=sys.stderr, flush=True)
-
-    def on_sample(step: int, texts: list[str]) -> None:
-        if not args.json:
-            for text in texts:
-                print(f"  sample @{step}: {text!r}", file=sys.stderr, flush=True)
+    on_event, on_sample = progress_printers(format_event, quiet=args.json)
 
     from core.train.common import init_distributed, process_rank
 
