@@ -125,8 +125,8 @@ def _score_pass(lm: LoadedModel, prompt_ids: list[int], cand_ids: list[list[int]
     Returns the prompt's next-token log-softmax (V,) and, per candidate, the log-probs of its
     tokens. On a CPU a forward pass of a small model is bound by reading the weights, so one
     pass over a batch costs about the same as one pass over the prompt alone. Each row is the
-    prompt followed by a candidate's tokens but its last; with right padding the prompt's
-    positions are identical in every row, so row 0 also gives the next-token distribution.
+    prompt followed by a candidate's tokens but its last. Right padding leaves the prompt's
+    positions identical in every row, so row 0 also gives the next-token distribution.
     """
     multi = [i for i, ids in enumerate(cand_ids) if len(ids) > 1]
     rows = [prompt_ids + cand_ids[i][:-1] for i in multi] or [prompt_ids]
@@ -397,8 +397,8 @@ def hidden_states(
 
     Returns `{"last": (L+1, N, D), "mean": (L+1, N, D)}`: index 0 is the embedding output and
     index L the final layer (after the final norm, as transformers reports it). "last" is the
-    state at the last prompt token; "mean" averages the real tokens but leaves out position
-    0, whose activations are outsized in GPT-2-style models (a one-token text keeps it).
+    state at the last prompt token. "mean" averages the real tokens but leaves out position
+    0, because its activations are outsized in GPT-2-style models (a one-token text keeps it).
     """
     if not texts:
         raise ValueError("No texts given; pass at least one prompt.")
@@ -443,8 +443,8 @@ def _final_norm(model: torch.nn.Module):
 def logit_lens(lm: LoadedModel, prompt: str, candidate: str, chat: bool = False) -> LogitLens:
     """Compute the raw logit lens (nostalgebraist 2020) for the first token of `candidate`.
 
-    Intermediate layers are not trained to be read this way, so early rows are noisy; tuned
-    lenses correct for that, and this is deliberately the raw one.
+    Intermediate layers are not trained to be read this way, so early rows are noisy. Tuned
+    lenses correct for that; this is deliberately the raw one.
     """
     cand_ids = lm.tokenizer(candidate, add_special_tokens=False)["input_ids"]
     if not cand_ids:

@@ -42,7 +42,7 @@ class ModelError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What the registry knows about a model before loading it."""
+    """A model's registry entry: what is known before its weights are loaded."""
 
     name: str  # the name pages, the CLI and run.json files use
     label: str  # a short human description
@@ -156,7 +156,7 @@ def _scan_checkpoints(root: Path, source: str) -> list[ModelSpec]:
 
 
 def list_models(include_reward: bool = False) -> list[ModelSpec]:
-    """List every model the lab knows: built-in, shipped, then runs, oldest run first.
+    """List every available model: built-in, shipped, then runs, oldest run first.
 
     Reward models are left out unless `include_reward` is true.
     """
@@ -254,7 +254,7 @@ CONVERSION_VERSION = 2
 
 
 def converted_smollm2_dir() -> Path:
-    """Return the cache folder that holds SmolLM2 converted to safetensors."""
+    """Return the cache folder of SmolLM2 converted to safetensors."""
     return paths.converted_dir() / f"{SMOLLM2_NAME}-v{CONVERSION_VERSION}"
 
 

@@ -65,7 +65,7 @@ SUM_KEYS = ("loss", "loss/dpo", "nll", "rewards/chosen", "rewards/rejected", "re
 
 @dataclass
 class TrainResult:
-    """What a training loop returns."""
+    """The result of a training loop."""
 
     model: nn.Module  # the trained policy (a peft model when LoRA was used)
     history: list[dict] = field(default_factory=list)  # every emitted metric event
