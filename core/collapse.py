@@ -167,17 +167,13 @@ def write_atomic(path: Path, write) -> None:
 # Hidden states
 
 def _forward_pooled(lm: LoadedModel, prompts: list[str], settings: CollapseSettings):
-    # Sort by length so each batch pads little, then restore the caller's order.
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    sorted_prompts = [prompts[i] for i in order]
     # The transformer body alone gives the same hidden states without the LM head, which
     # costs about a fifth of SmolLM2's forward pass. The copy leaves the shared model as is.
     body = dataclasses.replace(lm, model=lm.model.base_model)
     device_type = lm.device.type if lm.device.type in ("cpu", "cuda") else "cpu"
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=settings.bf16):
-        pooled = inference.hidden_states(body, sorted_prompts, batch_size=settings.batch_size)
-    inverse = np.argsort(order)
-    return {key: value.float().numpy()[:, inverse] for key, value in pooled.items()}
+        pooled = inference.hidden_states(body, prompts, batch_size=settings.batch_size)
+    return {key: value.float().numpy() for key, value in pooled.items()}
 
 
 def pooled_states(lm: LoadedModel, prompts: list[str], settings: CollapseSettings,
@@ -199,9 +195,9 @@ def pooled_states(lm: LoadedModel, prompts: list[str], settings: CollapseSetting
 
 def _layer_curve(states: np.ndarray) -> pd.DataFrame:
     n_layer = states.shape[0] - 1
+    per_layer = geometry.map_clouds(geometry.compute_metrics, list(states))
     rows = []
-    for layer in range(n_layer + 1):
-        metrics = geometry.compute_metrics(states[layer])
+    for layer, metrics in enumerate(per_layer):
         for metric, value in metrics.items():
             rows.append({"layer": layer, "depth": layer / max(n_layer, 1), "metric": metric,
                          "value": value})

@@ -74,11 +74,18 @@ def answer_probabilities(lm: LoadedModel, framing: Framing,
 
 def framing_grid(lms: dict[str, LoadedModel], framings: list[Framing],
                  forms: dict[str, list[str]] | None = None) -> pd.DataFrame:
-    """Return a long table: one row per framing, model and answer, with its probability."""
+    """Return a long table: one row per framing, model and answer, with its probability.
+
+    The models run concurrently, each through every framing.
+    """
+    per_model = inference.map_models(
+        lambda lm: [answer_probabilities(lm, framing, forms) for framing in framings],
+        list(lms.values()),
+    )
     rows = []
-    for framing in framings:
-        for name, lm in lms.items():
-            for answer, prob in answer_probabilities(lm, framing, forms).items():
+    for index, framing in enumerate(framings):
+        for name, answers in zip(lms, per_model):
+            for answer, prob in answers[index].items():
                 rows.append({"framing": framing.text, "model": name, "answer": answer,
                              "probability": prob})
     return pd.DataFrame(rows)

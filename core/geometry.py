@@ -13,12 +13,20 @@ prompts. Compare models only on the same prompts, and read them against `gaussia
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 
 EPS = 1e-12  # norms below this count as zero vectors
+T = TypeVar("T")
+R = TypeVar("R")
+# Threads shared by every caller in the process, so several users cannot multiply them.
+_POOL = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="lab-geometry")
 
 
 @dataclass(frozen=True)
@@ -93,22 +101,29 @@ def covariance_eigenvalues(X: np.ndarray, weights: np.ndarray | None = None) -> 
     rounding. Scaling by 1 / (N - 1) is left out because every metric here is scale-free.
     """
     X = _as_matrix(X)
-    counts = _row_counts(X.shape[0], weights)
+    return _covariance_eigenvalues(X, _row_counts(X.shape[0], weights))
+
+
+def _covariance_eigenvalues(X: np.ndarray, counts: np.ndarray) -> np.ndarray:
     keep = counts > 0
-    X, counts = X[keep], counts[keep]
     mean = counts @ X / counts.sum()  # (D,)
-    Xw = (X - mean) * np.sqrt(counts)[:, None]  # (N', D), Xw^T Xw = resampled scatter
+    Xw = X[keep] if not keep.all() else X.copy()  # a copy either way, changed in place below
+    Xw -= mean
+    Xw *= np.sqrt(counts[keep])[:, None]  # (N', D), Xw^T Xw = resampled scatter
     n, d = Xw.shape
     gram = Xw @ Xw.T if n < d else Xw.T @ Xw  # the smaller of (N', N') and (D, D)
     eigvals = np.linalg.eigvalsh(gram)[::-1]
     return np.clip(eigvals, 0.0, None)
 
 
-def _spectral_metrics(eigvals: np.ndarray, X: np.ndarray) -> dict[str, float]:
+def _spectral_metrics(eigvals: np.ndarray, X: np.ndarray, sum_sq: float | None = None
+                      ) -> dict[str, float]:
+    """Score the spectrum of X. `sum_sq` is sum(X**2), passed in when already known."""
     total = eigvals.sum()
+    sum_sq = float(np.einsum("ij,ij->", X, X)) if sum_sq is None else sum_sq
     # Identical rows leave only rounding noise after centering. That noise is below 1e-24
     # of the size of X, so a smaller total means the cloud has no direction to measure.
-    if total <= 1e-24 * np.sum(X**2) or total == 0.0:
+    if total <= 1e-24 * sum_sq or total == 0.0:
         nan = float("nan")
         return {"erank": nan, "participation_ratio": nan, "top1_share": nan, "n90": nan,
                 "isoscore": nan}
@@ -213,11 +228,21 @@ def mean_pairwise_cosine(
     counts = _row_counts(X.shape[0], weights)
     if center:
         X = X - counts @ X / counts.sum()
-    norms = np.linalg.norm(X, axis=1, keepdims=True)  # (N, 1)
-    units = np.divide(X, norms, out=np.zeros_like(X), where=norms > EPS)
+    return _mean_cosine(X, counts)
+
+
+def _inverse_norms(X: np.ndarray) -> np.ndarray:
+    """Return 1 / |row| for each row of X, and 0 for rows shorter than EPS."""
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X))
+    return np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > EPS)
+
+
+def _mean_cosine(X: np.ndarray, counts: np.ndarray, inverse_norms: np.ndarray | None = None
+                 ) -> float:
+    inverse_norms = _inverse_norms(X) if inverse_norms is None else inverse_norms
     n = counts.sum()
-    summed = counts @ units  # (D,)
-    self_pairs = counts @ np.sum(units**2, axis=1)  # N, less any zero rows
+    summed = (counts * inverse_norms) @ X  # (D,), the sum of the unit rows
+    self_pairs = counts[inverse_norms > 0].sum()  # N, less any zero rows
     return float((summed @ summed - self_pairs) / (n * (n - 1)))
 
 
@@ -227,10 +252,33 @@ def compute_metrics(X: np.ndarray, weights: np.ndarray | None = None) -> dict[st
     `weights` are optional row counts, as in `covariance_eigenvalues`.
     """
     X = _as_matrix(X)
-    metrics = _spectral_metrics(covariance_eigenvalues(X, weights), X)
-    metrics["cosine_raw"] = mean_pairwise_cosine(X, center=False, weights=weights)
-    metrics["cosine_centered"] = mean_pairwise_cosine(X, center=True, weights=weights)
-    return {name: metrics[name] for name in METRICS}
+    return _Cloud(X).metrics(_row_counts(X.shape[0], weights))
+
+
+class _Cloud:
+    """A validated float64 matrix and the parts of its metrics that resampling leaves alone."""
+
+    def __init__(self, X: np.ndarray):
+        self.X = X
+        self.sum_sq = float(np.einsum("ij,ij->", X, X))
+        self.raw_inverse_norms = _inverse_norms(X)
+
+    def metrics(self, counts: np.ndarray) -> dict[str, float]:
+        X = self.X
+        metrics = _spectral_metrics(_covariance_eigenvalues(X, counts), X, self.sum_sq)
+        metrics["cosine_raw"] = _mean_cosine(X, counts, self.raw_inverse_norms)
+        metrics["cosine_centered"] = _mean_cosine(X - counts @ X / counts.sum(), counts)
+        return {name: metrics[name] for name in METRICS}
+
+
+def map_clouds(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """Call `fn` on every item on the shared worker threads; return the results in order.
+
+    NumPy releases the GIL inside its linear algebra, so scoring several resamples or
+    layers at once uses every core while each BLAS call stays on one thread. Keep BLAS at
+    one thread around the call (`threadpoolctl.threadpool_limits`), or the threads compete.
+    """
+    return list(_POOL.map(fn, items))
 
 
 def bootstrap_metrics(
@@ -255,11 +303,13 @@ def bootstrap_metrics(
         raise ValueError(f"confidence must be between 0 and 1, got {confidence}.")
     n = X.shape[0]
     rng = np.random.default_rng(seed)
-    point = compute_metrics(X)
-    draws = np.empty((n_boot, len(METRICS)))
-    for b in range(n_boot):
-        counts = np.bincount(rng.integers(0, n, size=n), minlength=n).astype(np.float64)
-        draws[b] = list(compute_metrics(X, weights=counts).values())
+    cloud = _Cloud(X)
+    point = cloud.metrics(np.ones(n))
+    # Draw every resample first, in order, so the threads below cannot change the results.
+    resamples = [np.bincount(rng.integers(0, n, size=n), minlength=n).astype(np.float64)
+                 for _ in range(n_boot)]
+    scored = map_clouds(lambda counts: list(cloud.metrics(counts).values()), resamples)
+    draws = np.array(scored)  # (n_boot, number of metrics)
     tail = (1 - confidence) / 2 * 100
     low, median, high = np.nanpercentile(draws, [tail, 50, 100 - tail], axis=0)
     value = np.array(list(point.values()))

@@ -8,19 +8,61 @@ so a batched result equals the single-prompt result (tests check this).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 
+from core import threads
 from core.models import LoadedModel
+
+T = TypeVar("T")
 
 NUMBER_WORDS = {
     "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
     "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
 }
+
+
+# Running several models at once
+
+# Workers shared by every caller in the process. Four covers the largest comparison a page
+# offers, and a shared pool also caps how many forward passes one server runs at once.
+MAX_PARALLEL_MODELS = 4
+_POOL = ThreadPoolExecutor(MAX_PARALLEL_MODELS, thread_name_prefix="lab-model")
+_IN_WORKER = threading.local()
+
+
+def _run_in_worker(fn: Callable[[LoadedModel], T], lm: LoadedModel) -> T:
+    _IN_WORKER.active = True
+    try:
+        return fn(lm)
+    finally:
+        _IN_WORKER.active = False
+
+
+def map_models(fn: Callable[[LoadedModel], T], lms: Sequence[LoadedModel]) -> list[T]:
+    """Call `fn(lm)` for every model concurrently and return the results in order.
+
+    A small model's forward pass on a short prompt leaves much of the CPU idle: most of its
+    time goes to reading weights and to per-layer overhead. PyTorch releases the GIL inside
+    its kernels, so the models' passes overlap. On a 2-core CPU, three SmolLM2-sized models
+    take about two thirds of the sequential time (`bench/inference_bench.py`). `fn` must
+    only read its model. The first exception, in model order, is raised after every call
+    has finished. A call from inside a worker runs sequentially, so nesting cannot deadlock.
+    """
+    if len(lms) <= 1 or getattr(_IN_WORKER, "active", False):
+        return [fn(lm) for lm in lms]
+    futures = [_POOL.submit(_run_in_worker, fn, lm) for lm in lms]
+    wait(futures)
+    return [future.result() for future in futures]
 
 
 # Prompt formatting and encoding
@@ -212,6 +254,17 @@ def next_token_distribution(
     return result
 
 
+def next_token_distributions(
+    lms: Sequence[LoadedModel], prompt: str, **kwargs
+) -> list[NextTokenResult]:
+    """Run `next_token_distribution` on several models at once, results in model order.
+
+    Keyword arguments are those of `next_token_distribution`. The models run concurrently
+    (see `map_models`), and each result equals the one a single call would give.
+    """
+    return map_models(lambda lm: next_token_distribution(lm, prompt, **kwargs), lms)
+
+
 # Generation
 
 # Upper limits that keep one request from holding a shared server for minutes.
@@ -389,7 +442,6 @@ def sequence_logprobs(
 
 # Hidden states and the logit lens
 
-@torch.no_grad()
 def hidden_states(
     lm: LoadedModel, texts: list[str], batch_size: int = 16, chat: bool = False
 ) -> dict[str, torch.Tensor]:
@@ -399,26 +451,57 @@ def hidden_states(
     index L the final layer (after the final norm, as transformers reports it). "last" is the
     state at the last prompt token. "mean" averages the real tokens but leaves out position
     0, because its activations are outsized in GPT-2-style models (a one-token text keeps it).
+    On a CPU with enough batches, the batches run on `core.threads.cpu_streams`. A caller's
+    CPU autocast setting carries over to those workers.
     """
     if not texts:
         raise ValueError("No texts given; pass at least one prompt.")
-    pooled_last, pooled_mean = [], []
-    for start in range(0, len(texts), batch_size):
-        chunk = texts[start:start + batch_size]
-        inputs = [format_prompt(lm, t, chat=chat) for t in chunk]
-        seqs = [encode(lm, x, templated=x != t) for x, t in zip(inputs, chunk)]
-        ids, mask = _pad_right(seqs, lm.tokenizer.pad_token_id, lm.device)
-        # the base model skips the LM head, which hidden states never need
-        out = lm.model.base_model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-        states = torch.stack(out.hidden_states).float()  # (L+1, B, T, D)
-        lengths = mask.sum(1)  # (B,)
-        rows = torch.arange(len(seqs), device=states.device)
-        pooled_last.append(states[:, rows, lengths - 1].cpu())  # (L+1, B, D)
-        keep = mask.clone().float()
-        keep[lengths > 1, 0] = 0.0  # leave out position 0 unless it is the only token
-        weights = keep / keep.sum(1, keepdim=True)  # (B, T)
-        pooled_mean.append(torch.einsum("lbtd,bt->lbd", states, weights).cpu())
-    return {"last": torch.cat(pooled_last, 1), "mean": torch.cat(pooled_mean, 1)}
+    inputs = [format_prompt(lm, t, chat=chat) for t in texts]
+    seqs = [encode(lm, x, templated=x != t) for x, t in zip(inputs, texts)]
+    # Batches of similar token counts pad little: on the shipped prompt set, batches in the
+    # caller's order or sorted by characters compute 40% more positions than needed.
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    batches = [[seqs[i] for i in order[start:start + batch_size]]
+               for start in range(0, len(order), batch_size)]
+    streams = threads.cpu_streams() if lm.device.type == "cpu" else None
+    # With fewer batches than two per worker, one batch at a time on every thread is faster.
+    if streams is None or len(batches) < 2 * streams.size:
+        pooled = [_pooled_batch(lm, batch) for batch in batches]
+    else:
+        autocast = (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))
+        pooled = streams.map(lambda batch: _pooled_batch(lm, batch, autocast), batches)
+    inverse = torch.argsort(torch.tensor(order))  # back to the caller's order
+    return {"last": torch.cat([last for last, _ in pooled], 1)[:, inverse],
+            "mean": torch.cat([mean for _, mean in pooled], 1)[:, inverse]}
+
+
+@torch.no_grad()
+def _pooled_batch(lm: LoadedModel, batch: list[list[int]],
+                  autocast: tuple[bool, torch.dtype] | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the last-token and mean pooled states of every layer, each (L+1, B, D).
+
+    `autocast` is a CPU autocast setting (enabled, dtype) to apply in this thread; None
+    keeps the thread's own.
+    """
+    ids, mask = _pad_right(batch, lm.tokenizer.pad_token_id, lm.device)
+    context = (torch.autocast("cpu", dtype=autocast[1], enabled=autocast[0]) if autocast
+               else contextlib.nullcontext())
+    with context:
+        # The base model skips the LM head, which hidden states never need, and without a
+        # KV cache it does not copy every layer's keys and values.
+        out = lm.model.base_model(input_ids=ids, attention_mask=mask, output_hidden_states=True,
+                                  use_cache=False)
+    lengths = mask.sum(1)  # (B,)
+    rows = torch.arange(len(batch), device=ids.device)
+    keep = mask.float()
+    keep[lengths > 1, 0] = 0.0  # leave out position 0 unless it is the only token
+    weights = keep / keep.sum(1, keepdim=True)  # (B, T)
+    # Pool layer by layer: stacking all layers first would copy (L+1, B, T, D) floats.
+    last = torch.stack([h[rows, lengths - 1].float() for h in out.hidden_states])
+    mean = torch.stack([torch.einsum("btd,bt->bd", h.float(), weights)
+                        for h in out.hidden_states])
+    return last.cpu(), mean.cpu()
 
 
 @dataclass

@@ -52,9 +52,11 @@ with st.form("compare_form"):
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def cached_generate(name: str, prompt: str, settings: tuple) -> list[dict]:
+def cached_generate(names: tuple, prompt: str, settings: tuple) -> list[list[dict]]:
     config = inference.GenerationConfig(**dict(settings))
-    return [asdict(g) for g in inference.generate(ui.cached_model(name), prompt, config)]
+    per_model = inference.map_models(lambda lm: inference.generate(lm, prompt, config),
+                                     [ui.cached_model(name) for name in names])
+    return [[asdict(g) for g in generations] for generations in per_model]
 
 
 if submitted:
@@ -64,11 +66,10 @@ if submitted:
     )
     try:
         config.validate()
-        results = {}
         settings = tuple(sorted(asdict(config).items()))
         with st.spinner("Generating..."):
-            for name in ui.get_models(names):
-                results[name] = cached_generate(name, prompt, settings)
+            loaded = tuple(ui.get_models(names))
+            results = dict(zip(loaded, cached_generate(loaded, prompt, settings)))
         st.session_state["compare_results"] = {"prompt": prompt, "results": results}
     except ValueError as err:
         st.session_state.pop("compare_results", None)  # never show answers to another prompt

@@ -48,16 +48,17 @@ candidates = [c for c in cand_df["candidate answer"].dropna().tolist() if c]
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def distribution(name: str, prompt: str, top_k: int, candidates: tuple, chat: bool) -> dict:
-    result = inference.next_token_distribution(ui.cached_model(name), prompt, top_k=top_k,
-                                               candidates=list(candidates), chat=chat)
-    return asdict(result)
+def distributions(names: tuple, prompt: str, top_k: int, candidates: tuple, chat: bool
+                  ) -> list[dict]:
+    results = inference.next_token_distributions(
+        [ui.cached_model(name) for name in names], prompt, top_k=top_k,
+        candidates=list(candidates), chat=chat)
+    return [asdict(result) for result in results]
 
 
 try:
-    results = {name: inference.NextTokenResult(**distribution(name, prompt, top_k,
-                                                              tuple(candidates), chat))
-               for name in lms}
+    results = {name: inference.NextTokenResult(**result) for name, result in zip(
+        lms, distributions(tuple(lms), prompt, top_k, tuple(candidates), chat))}
 except ValueError as err:
     st.error(str(err))
     st.stop()
@@ -99,8 +100,16 @@ st.subheader("How the framing shifts the answer")
 framing_text = st.text_area(
     "Framings, one per line ('chat:' uses the chat template; text after '=>' starts the reply)",
     value=fr.DEFAULT_FRAMINGS, height=160, key="probs_framings")
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def framing_table(names: tuple, framing_text: str) -> pd.DataFrame:
+    lms = {name: ui.cached_model(name) for name in names}
+    return fr.framing_grid(lms, fr.parse_framings(framing_text))
+
+
 try:
-    grid = fr.framing_grid(lms, fr.parse_framings(framing_text))
+    grid = framing_table(tuple(lms), framing_text)
 except ValueError as err:
     st.error(str(err))
 else:

@@ -23,12 +23,12 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     candidates = [c for c in args.candidates.split(",") if c.strip()]
-    output = []
-    for name in [n.strip() for n in args.model.split(",") if n.strip()]:
-        lm = models.load_model(name)
-        result = inference.next_token_distribution(lm, args.prompt, top_k=args.top,
-                                                   candidates=candidates, chat=args.chat)
-        output.append({"model": name, "entropy_bits": result.entropy_bits, **asdict(result)})
+    names = [n.strip() for n in args.model.split(",") if n.strip()]
+    lms = [models.load_model(name) for name in names]
+    results = inference.next_token_distributions(lms, args.prompt, top_k=args.top,
+                                                 candidates=candidates, chat=args.chat)
+    output = [{"model": name, "entropy_bits": result.entropy_bits, **asdict(result)}
+              for name, result in zip(names, results)]
     if args.json:
         emit_json(output if len(output) > 1 else output[0])
         return 0

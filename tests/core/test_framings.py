@@ -34,3 +34,18 @@ def test_framing_grid_shape(tiny_lm):
     n_framings = len(fr.DEFAULT_FRAMINGS.splitlines())
     assert len(grid) == n_framings * 2 * len(fr.ANSWER_FORMS)
     assert grid["probability"].between(0, 1).all()
+
+
+def test_framing_grid_matches_single_model(tiny_lm, tiny_tokenizer):
+    import dataclasses
+
+    from tests import tiny
+
+    other = dataclasses.replace(tiny_lm, model=tiny.build_model(tiny_tokenizer, seed=5))
+    framings = fr.parse_framings(fr.DEFAULT_FRAMINGS)
+    grid = fr.framing_grid({"a": tiny_lm, "b": other}, framings)
+    for name, lm in (("a", tiny_lm), ("b", other)):
+        for framing in framings:
+            expected = fr.answer_probabilities(lm, framing)
+            rows = grid[(grid["model"] == name) & (grid["framing"] == framing.text)]
+            assert dict(zip(rows["answer"], rows["probability"])) == expected

@@ -124,6 +124,18 @@ def test_hidden_states_batched_equal_single(tiny_lm):
     assert batched["last"].shape == (n_layer + 1, 3, tiny_lm.model.config.n_embd)
 
 
+
+def test_hidden_states_keep_caller_order(tiny_lm):
+    # Batches are formed by token count, so small batches reorder the texts internally.
+    texts = ["A deaf person smiles at the party.", "Hi", "The cat sat on the mat.", "The cat",
+             "Two plus two equals five, said the party."]
+    batched = inf.hidden_states(tiny_lm, texts, batch_size=2)
+    for i, text in enumerate(texts):
+        alone = inf.hidden_states(tiny_lm, [text])
+        for pooling in ("last", "mean"):
+            assert torch.allclose(batched[pooling][:, i], alone[pooling][:, 0], atol=1e-5), text
+
+
 def test_mean_pooling_skips_first_position(tiny_lm):
     text = "The cat sat"
     ids = inf.encode(tiny_lm, text)
@@ -146,3 +158,66 @@ def test_logit_lens_last_layer_matches_output(tiny_lm):
     assert len(lens.probs) == tiny_lm.model.config.n_layer + 1
     assert len(lens.probs[0]) == len(lens.tokens)
     assert result.candidates[0].prob > 0
+
+
+@pytest.fixture
+def three_tiny(tiny_tokenizer, tiny_lm):
+    """Three tiny models with different weights, as LoadedModels."""
+    import dataclasses
+
+    from tests import tiny
+
+    return [dataclasses.replace(tiny_lm, model=tiny.build_model(tiny_tokenizer, seed=seed))
+            for seed in (0, 1, 2)]
+
+
+def test_distributions_equal_single_calls(three_tiny):
+    candidates = [" four", " five hundred", " fish"]
+    together = inf.next_token_distributions(three_tiny, "Two plus two equals", top_k=5,
+                                            candidates=candidates)
+    assert len(together) == 3
+    for lm, result in zip(three_tiny, together):
+        alone = inf.next_token_distribution(lm, "Two plus two equals", top_k=5,
+                                            candidates=candidates)
+        assert [t.token_id for t in result.top] == [t.token_id for t in alone.top]
+        assert [t.prob for t in result.top] == pytest.approx([t.prob for t in alone.top], abs=1e-7)
+        assert result.entropy_nats == pytest.approx(alone.entropy_nats, abs=1e-6)
+        assert [c.logp for c in result.candidates] == pytest.approx(
+            [c.logp for c in alone.candidates], abs=1e-6)
+
+
+def test_distributions_differ_by_model(three_tiny):
+    results = inf.next_token_distributions(three_tiny, "The cat")
+    entropies = {round(r.entropy_nats, 6) for r in results}
+    assert len(entropies) == 3
+
+
+def test_map_models_keeps_order(three_tiny):
+    ids = inf.map_models(id, three_tiny)
+    assert ids == [id(lm) for lm in three_tiny]
+
+
+def test_map_models_raises_after_all(three_tiny):
+    finished = []
+
+    def call(lm):
+        if lm is three_tiny[0]:
+            raise ValueError("first model failed")
+        finished.append(lm)
+        return lm
+
+    with pytest.raises(ValueError, match="first model failed"):
+        inf.map_models(call, three_tiny)
+    assert len(finished) == 2
+
+
+def test_map_models_nested_runs(three_tiny):
+    # Each worker maps again; run sequentially inside a worker, this cannot exhaust the pool.
+    nested = inf.map_models(lambda lm: inf.map_models(id, three_tiny * 3), three_tiny * 2)
+    assert len(nested) == 6
+    assert all(len(inner) == 9 for inner in nested)
+
+
+def test_distributions_invalid_prompt(three_tiny):
+    with pytest.raises(ValueError, match="prompt is empty"):
+        inf.next_token_distributions(three_tiny, "")
