@@ -3,9 +3,9 @@
 A forward pass of a small model on a batch of short prompts keeps two intra-op threads
 busy only about 90% of the time, because every op ends at a barrier where one thread waits
 for the other. Two workers with one intra-op thread each, each on its own batch, need no
-barriers. On a 2-core CPU they read SmolLM2's hidden states for 1,024 prompts in 13.3 s,
-against 15.4 s for one batch at a time on two threads at its best batch size (measured
-with `core.inference.hidden_states`; the collapse benchmark shows the effect in context).
+barriers. On a 2-core CPU, `core.inference.hidden_states` reads SmolLM2's hidden states for
+1,024 prompts in 13.3 s this way. One batch at a time on two threads takes 15.4 s at its
+best batch size (docs/benchmarks.md, collapse geometry).
 
 `torch.set_num_threads` sets the calling thread's count and also the count that threads
 started later begin with. The pool sets one thread in each worker, then restores the

@@ -32,7 +32,8 @@ def register(subparsers) -> None:
     geo.add_argument("--n-boot", type=int, default=200,
                      help="bootstrap resamples over prompts (default 200)")
     geo.add_argument("--bf16", action="store_true",
-                     help="run the forward pass under bfloat16 autocast (faster on some CPUs)")
+                     help="run the forward pass under bfloat16 autocast: faster on CPUs with bf16 "
+                          "units, but some metrics move by more than their intervals")
     geo.set_defaults(func=run_collapse)
 
     div = subparsers.add_parser(
