@@ -35,6 +35,15 @@ def emit_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
+def model_names(value: str) -> list[str]:
+    """Split a comma-separated model list; raise ValueError when it names no model."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise ValueError(f"No model name in {value!r}: pass one such as smollm2-135m-instruct, "
+                         "or several separated by commas (see `models`).")
+    return names
+
+
 def progress_printers(format_event, quiet: bool):
     """Return `(on_event, on_sample)` callbacks that print training progress to stderr.
 

