@@ -90,7 +90,10 @@ def model_multiselect(label: str = "Models", key: str = "models", max_models: in
                 st.session_state[widget_key] = (chosen + [custom.strip()])[-max_models:]
                 st.rerun()
     st.session_state[SELECTED_KEY] = chosen
-    st.query_params[URL_PARAM] = ",".join(chosen)
+    # The default choice stays out of a clean URL: Streamlit adds a history entry for each
+    # new query string, so writing it on every page switch made Back take two presses.
+    if URL_PARAM in st.query_params or chosen != models.default_model_names():
+        _set_query_param(URL_PARAM, ",".join(chosen))
     return chosen
 
 
@@ -184,5 +187,11 @@ def session_owner() -> str:
         from_url = st.query_params.get("owner", "")
         valid = re.fullmatch(r"[\w-]{1,64}", from_url) is not None
         st.session_state[OWNER_KEY] = from_url if valid else uuid.uuid4().hex[:12]
-    st.query_params["owner"] = st.session_state[OWNER_KEY]
+    _set_query_param("owner", st.session_state[OWNER_KEY])
     return st.session_state[OWNER_KEY]
+
+
+def _set_query_param(key: str, value: str) -> None:
+    # Write only changes, so an unchanged value never adds a browser-history entry.
+    if st.query_params.get(key) != value:
+        st.query_params[key] = value

@@ -41,6 +41,9 @@ def vote(session: str, voter: str) -> None:
 def prepare(session: str) -> None:
     st.markdown("**Prepare answer pairs.** A model writes two different answers to each prompt "
                 "by sampling. Students then judge each pair.")
+    added = st.session_state.pop("pref_added", None)
+    if added:
+        st.success(added)
     model = ui.model_select("Model that writes the answers", key="pref_model")
     prompts = st.text_area("Prompts, one per line", DEFAULT_PROMPTS, key="pref_prompts")
     left, middle, right = st.columns(3)
@@ -55,7 +58,10 @@ def prepare(session: str) -> None:
                 new = workshop.make_pairs(lm, prompts.splitlines(), seed=seed,
                                           temperature=temperature, max_new_tokens=max_new_tokens)
             total = workshop.add_pairs(session, new)
-            st.success(f"Added {len(new)} pairs; the session now has {len(total)}.")
+            # Rerun so the Vote tab, drawn above this one, shows the new pairs at once.
+            st.session_state["pref_added"] = (f"Added {len(new)} pairs; the session now has "
+                                              f"{len(total)}.")
+            st.rerun()
 
 
 def results(session: str) -> None:

@@ -37,3 +37,23 @@ def test_compare_unknown_model_reports_error(app_page, tiny_lab, monkeypatch):
     assert not at.exception
     assert any("Unknown model 'no-such-model'" in e.value for e in at.error)
     assert f"#### {tiny_lab[0]}" in [m.value for m in at.markdown]
+
+
+def test_default_models_keep_url_clean(app_page, tiny_lab):
+    at = app_page("compare").run()
+    assert "models" not in at.query_params
+
+
+def test_changed_models_go_to_url(app_page, tiny_lab):
+    at = app_page("compare").run()
+    at.multiselect[0].set_value(tiny_lab[:2]).run()
+    assert not at.exception
+    assert at.query_params["models"] == ",".join(tiny_lab[:2])
+
+
+def test_url_models_are_selected(app_page, tiny_lab):
+    at = app_page("compare")
+    at.query_params["models"] = tiny_lab[2]
+    at = at.run()
+    assert at.multiselect[0].value == [tiny_lab[2]]
+    assert at.query_params["models"] == tiny_lab[2]

@@ -77,6 +77,8 @@ def test_generate_pairs_with_tiny_model(tiny_lab):
     pairs = workshop.read_pairs("seminar-1")
     assert 1 <= len(pairs) <= 2
     assert all(pair["model"] == app.selectbox(key="pref_model").value for pair in pairs)
+    assert any(f"the session now has {len(pairs)}" in message.value for message in app.success)
+    assert any(f"Pair 1 of {len(pairs)}" in caption.value for caption in app.caption)
 
 
 def test_invalid_session_name_rejected(tiny_lab):
