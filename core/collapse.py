@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from threadpoolctl import threadpool_limits
 
-from core import geometry, inference, paths
+from core import geometry, inference, paths, threads
 from core.models import LoadedModel
 
 POOLINGS = {
@@ -237,17 +236,15 @@ def model_geometry(lm: LoadedModel, prompts: list[str],
     states = np.load(files[settings.pooling])  # (L+1, N, D)
     n_layer = states.shape[0] - 1
     layer = settings.layer_for(n_layer)
-    # One BLAS thread: these matrices are small, and on a busy 2-core machine a second
-    # OpenBLAS thread spin-waiting made the bootstrap ten times slower in our runs.
-    with threadpool_limits(limits=1, user_api="blas"):
-        result = ModelGeometry(
-            model=lm.name, n_layer=n_layer, dim=states.shape[2], n_prompts=states.shape[1],
-            layer=layer, pooling=settings.pooling,
-            table=geometry.bootstrap_metrics(states[layer], settings.n_boot, settings.seed),
-            layer_curve=_layer_curve(states),
-            spectrum=geometry.normalized_singular_values(states[layer]),
-            states_path=files[settings.pooling],
-        )
+    threads.use_one_blas_thread()
+    result = ModelGeometry(
+        model=lm.name, n_layer=n_layer, dim=states.shape[2], n_prompts=states.shape[1],
+        layer=layer, pooling=settings.pooling,
+        table=geometry.bootstrap_metrics(states[layer], settings.n_boot, settings.seed),
+        layer_curve=_layer_curve(states),
+        spectrum=geometry.normalized_singular_values(states[layer]),
+        states_path=files[settings.pooling],
+    )
     text = json.dumps(result.to_dict())
     write_atomic(report_path, lambda handle: handle.write(text.encode("utf-8")))
     return result
@@ -266,14 +263,14 @@ def null_geometry(n_prompts: int, dim: int, settings: CollapseSettings | None = 
     if report_path.is_file():
         return ModelGeometry.from_dict(json.loads(report_path.read_text(encoding="utf-8")))
     points = geometry.gaussian_null(n_prompts, dim, seed=settings.seed)
-    with threadpool_limits(limits=1, user_api="blas"):
-        result = ModelGeometry(
-            model=f"Gaussian null (D={dim})", n_layer=0, dim=dim, n_prompts=n_prompts,
-            layer=0, pooling="none",
-            table=geometry.bootstrap_metrics(points, settings.n_boot, settings.seed),
-            layer_curve=_layer_curve(points[None]),
-            spectrum=geometry.normalized_singular_values(points),
-        )
+    threads.use_one_blas_thread()
+    result = ModelGeometry(
+        model=f"Gaussian null (D={dim})", n_layer=0, dim=dim, n_prompts=n_prompts,
+        layer=0, pooling="none",
+        table=geometry.bootstrap_metrics(points, settings.n_boot, settings.seed),
+        layer_curve=_layer_curve(points[None]),
+        spectrum=geometry.normalized_singular_values(points),
+    )
     text = json.dumps(result.to_dict())
     write_atomic(report_path, lambda handle: handle.write(text.encode("utf-8")))
     return result

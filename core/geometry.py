@@ -276,7 +276,7 @@ def map_clouds(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
 
     NumPy releases the GIL inside its linear algebra, so scoring several resamples or
     layers at once uses every core while each BLAS call stays on one thread. Keep BLAS at
-    one thread around the call (`threadpoolctl.threadpool_limits`), or the threads compete.
+    one thread (`core.threads.use_one_blas_thread`), or the threads compete.
     """
     return list(_POOL.map(fn, items))
 

@@ -148,8 +148,14 @@ def sample_scores(name: str, reference: str, texts: tuple[str, ...], settings_ke
     return diversity.cached_diversity(_lm, list(texts), _ref, _settings)
 
 
-if st.button("Sample and measure diversity", type="primary") or st.session_state.get("div_done"):
-    st.session_state["div_done"] = True
+# A press stores what it asked for; later reruns show that result only while nothing changed,
+# so moving a setting never starts a minute of sampling by itself.
+div_request = (tuple(loaded), int(n_div), repr(div_settings))
+if st.button("Sample and measure diversity", type="primary"):
+    st.session_state["div_request"] = div_request
+if st.session_state.get("div_request", div_request) != div_request:
+    st.info("The models or settings changed: press the button to sample again.")
+elif "div_request" in st.session_state:
     reference = loaded[names[0]] if names[0] in loaded else next(iter(loaded.values()))
     texts = tuple(load_prompts(int(n_div))["text"])
     frames = []

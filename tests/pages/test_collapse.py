@@ -56,6 +56,24 @@ def test_collapse_diversity_button(app_page, tiny_lab):
     assert any("exactly 4 tokens" in c.value for c in at.caption)
 
 
+def test_diversity_waits_for_button_after_change(app_page, tiny_lab):
+    at = app_page("collapse").run()
+    at.number_input[0].set_value(2)
+    at.number_input[1].set_value(2)
+    at.number_input[2].set_value(4)
+    sample_button = next(b for b in at.button if b.label == "Sample and measure diversity")
+    at = sample_button.click().run()
+    assert any("exactly 4 tokens" in c.value for c in at.caption)
+    at.number_input[2].set_value(5)
+    at = at.run()
+    assert not at.exception
+    assert any("press the button to sample again" in i.value for i in at.info)
+    assert not any("exactly 5 tokens" in c.value for c in at.caption)
+    sample_button = next(b for b in at.button if b.label == "Sample and measure diversity")
+    at = sample_button.click().run()
+    assert any("exactly 5 tokens" in c.value for c in at.caption)
+
+
 def test_collapse_pooling_changes_numbers(app_page, tiny_lab):
     at = app_page("collapse").run()
     before = _table(at).loc["effective rank", tiny_lab[0]]
