@@ -87,9 +87,9 @@ def use_one_blas_thread() -> None:
 
     The geometry code runs several BLAS calls at once on its own threads, and on a busy
     2-core machine a second OpenBLAS thread per call, spin-waiting, made the bootstrap ten
-    times slower. The count is one setting for the whole process, so a block that limits it
-    and restores it afterwards is unsafe with several users at once: threadpoolctl (3.8)
-    lets only one thread change OpenBLAS and ignores the others, and overlapping blocks
+    times slower. The count is one setting for the whole process. A block that limits it and
+    restores it afterwards is unsafe with several users at once, because threadpoolctl
+    (3.8) lets only one thread change OpenBLAS and ignores the others. Overlapping blocks
     left the count wrong. Setting it once, for good, has no such race. Torch does not use
     this BLAS.
     """
