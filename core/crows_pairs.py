@@ -51,7 +51,10 @@ def load_crows_pairs(source: str | Path | IO) -> pd.DataFrame:
     try:
         table = pd.read_csv(source, dtype=str, keep_default_na=False)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise BiasInputError(f"could not read the CrowS-Pairs CSV: {err}") from err
+        raise BiasInputError(
+            f"could not read the CrowS-Pairs CSV: {err}. Save it as comma-separated CSV in "
+            "UTF-8 with a header row (sent_more, sent_less, stereo_antistereo, bias_type)"
+        ) from err
     missing = [c for c in CROWS_COLUMNS if c not in table.columns]
     if missing:
         raise BiasInputError(

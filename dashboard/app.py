@@ -43,5 +43,7 @@ def build_navigation() -> dict[str, list]:
     return sections
 
 
-st.set_page_config(page_title="Alignment Lab", page_icon=":material/science:", layout="wide")
+# An emoji icon needs no network. A material icon here made every browser fetch the favicon
+# from fonts.gstatic.com, which fails offline and reveals each visit to a third party.
+st.set_page_config(page_title="Alignment Lab", page_icon="🔬", layout="wide")
 st.navigation(build_navigation()).run()

@@ -10,8 +10,9 @@ from core import device as device_lib
 from core.prompt_sets import load_prompts
 from dashboard import ui
 
-# full model names in legends: the SFT and DPO names share a long prefix
-MODEL_COLOUR = alt.Color("model:N", legend=alt.Legend(labelLimit=320))
+# Tableau 10 without its grey, which marks the Gaussian nulls.
+MODEL_PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1"]
+NULL_GREY = "#9d9d9d"
 
 ui.setup_page(
     "Collapse and diversity",
@@ -52,12 +53,20 @@ for name, lm in loaded.items():
     with st.spinner(f"Reading hidden states of {name} for {n_prompts} prompts..."):
         results.append(measure(name, tuple(prompts["text"]), repr(settings), lm, settings))
 nulls = {r.dim: collapse.null_geometry(n_prompts, r.dim, settings) for r in results}
+# One colour per model in every chart and exported PNG, nulls in grey, legends in the
+# order of the selection. Full names: the SFT and DPO names share a long prefix.
+model_order = [r.model for r in results] + [n.model for n in nulls.values()]
+colours = [MODEL_PALETTE[i % len(MODEL_PALETTE)] for i in range(len(results))]
+MODEL_COLOUR = alt.Color("model:N", legend=alt.Legend(labelLimit=320), scale=alt.Scale(
+    domain=model_order, range=colours + [NULL_GREY] * len(nulls)))
+MAP_COLOUR = alt.Color("model:N", legend=alt.Legend(labelLimit=320), scale=alt.Scale(
+    domain=[r.model for r in results], range=colours))  # the map has no null points
 
 st.subheader("How spread out are the hidden states?")
 table = collapse.metric_table(results + list(nulls.values()))
 cells = table.assign(cell=[f"{v:.3g} [{lo:.3g}, {hi:.3g}]"
                            for v, lo, hi in zip(table["value"], table["low"], table["high"])])
-wide = cells.pivot(index="label", columns="model", values="cell")
+wide = cells.pivot(index="label", columns="model", values="cell")[model_order]
 wide.insert(0, "more collapsed when", cells.groupby("label")["more_collapsed_when"].first())
 st.dataframe(wide, width="stretch")
 st.caption(
@@ -102,9 +111,10 @@ spectrum_chart = alt.Chart(spectra).mark_line().encode(
     color=MODEL_COLOUR, tooltip=["model", "component", "share"]).properties(height=320)
 st.altair_chart(spectrum_chart, width="stretch")
 st.caption(
-    "Each curve sorts the directions of a model's cloud of hidden states from strongest to "
-    "weakest (first 200 shown, log scale). A steep drop means a few directions dominate, "
-    "which is what collapse looks like; random noise gives the flattest curve."
+    f"Each curve sorts the directions of a model's cloud of hidden states for the N = "
+    f"{n_prompts} prompts from strongest to weakest (first 200 shown, log scale). A steep "
+    "drop means a few directions dominate, which is what collapse looks like; random noise "
+    "gives the flattest curve. The curve's length and shape depend on N."
 )
 ui.download_buttons(spectra, "collapse_spectra", chart=spectrum_chart, key="collapse_spectra")
 
@@ -116,7 +126,8 @@ colour = st.radio("Colour by", ["model", "category", "kind"], horizontal=True)
 scatter = alt.Chart(points).mark_circle(size=30, opacity=0.6).encode(
     x=alt.X("pc1:Q", title="first shared direction"),
     y=alt.Y("pc2:Q", title="second shared direction"),
-    color=alt.Color(f"{colour}:N", legend=alt.Legend(labelLimit=320)),
+    color=MAP_COLOUR if colour == "model" else alt.Color(
+        f"{colour}:N", legend=alt.Legend(labelLimit=320)),
     tooltip=["model", "category", "text"]).properties(height=420)
 scatter = scatter.facet(column="model:N") if colour != "model" else scatter
 st.altair_chart(scatter)

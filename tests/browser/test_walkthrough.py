@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -78,8 +79,24 @@ def page(server):
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         tab = browser.new_page(viewport={"width": 1400, "height": 2400})
         tab.set_default_timeout(240_000)
+        tab.outside_requests = []  # every URL the pages requested from another host
+        tab.on("request", lambda request: _note_outside(tab, request.url))
         yield tab
         browser.close()
+
+
+def _note_outside(tab, url: str) -> None:
+    host = urlparse(url).hostname
+    if url.startswith(("http:", "https:", "ws:", "wss:")) and host not in ("127.0.0.1",
+                                                                          "localhost"):
+        tab.outside_requests.append(url)
+
+
+def _wait_charts(tab, count: int) -> None:
+    """Wait until `count` Vega-Lite charts have drawn, so screenshots show them."""
+    tab.wait_for_function(
+        "n => document.querySelectorAll('.vega-embed canvas, .vega-embed svg.marks')"
+        ".length >= n", arg=count)
 
 
 def _wait_idle(tab) -> None:
@@ -143,6 +160,7 @@ def test_collapse_page(page, server):
     _wait_idle(page)
     _no_exception(page)
     assert page.get_by_text("Gaussian null").count() >= 1
+    _wait_charts(page, 3)  # layer curve, spectrum, map
     _shot(page, "04-collapse.png")
 
 
@@ -195,3 +213,9 @@ def test_preferences_page(page, server):
     _wait_idle(page)
     _no_exception(page)
     _shot(page, "08-preferences.png")
+
+
+def test_no_request_leaves_machine(page):
+    # Runs last: a public demo or an offline classroom must not depend on, or report
+    # visits to, any other host.
+    assert page.outside_requests == []

@@ -81,6 +81,13 @@ def test_bad_rows_rejected():
         cp.load_crows_pairs(csv_file(""))
 
 
+def test_latin1_file_names_the_fix():
+    text = "sent_more,sent_less,stereo_antistereo,bias_type\ncaf\u00e9 a,caf\u00e9 b,stereo,age\n"
+    with pytest.raises(BiasInputError, match="UTF-8") as info:
+        cp.load_crows_pairs(io.BytesIO(text.encode("latin-1")))
+    assert "could not read" in str(info.value)
+
+
 def test_shipped_sample_scores(tiny_lm):
     pairs = cp.load_crows_pairs(cp.CROWS_SAMPLE_CSV)
     summary = cp.summarize_crows_pairs(cp.score_crows_pairs(tiny_lm, pairs))
