@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core import geometry, inference, paths, threads
+from core import geometry, inference, paths
 from core.models import LoadedModel
 
 POOLINGS = {
@@ -236,7 +236,6 @@ def model_geometry(lm: LoadedModel, prompts: list[str],
     states = np.load(files[settings.pooling])  # (L+1, N, D)
     n_layer = states.shape[0] - 1
     layer = settings.layer_for(n_layer)
-    threads.use_one_blas_thread()
     result = ModelGeometry(
         model=lm.name, n_layer=n_layer, dim=states.shape[2], n_prompts=states.shape[1],
         layer=layer, pooling=settings.pooling,
@@ -263,7 +262,6 @@ def null_geometry(n_prompts: int, dim: int, settings: CollapseSettings | None = 
     if report_path.is_file():
         return ModelGeometry.from_dict(json.loads(report_path.read_text(encoding="utf-8")))
     points = geometry.gaussian_null(n_prompts, dim, seed=settings.seed)
-    threads.use_one_blas_thread()
     result = ModelGeometry(
         model=f"Gaussian null (D={dim})", n_layer=0, dim=dim, n_prompts=n_prompts,
         layer=0, pooling="none",

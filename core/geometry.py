@@ -14,6 +14,7 @@ prompts. Compare models only on the same prompts, and read them against `gaussia
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,12 +22,15 @@ from typing import TypeVar
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 EPS = 1e-12  # norms below this count as zero vectors
 T = TypeVar("T")
 R = TypeVar("R")
 # Threads shared by every caller in the process, so several users cannot multiply them.
 _POOL = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="lab-geometry")
+_BLAS_LOCK = threading.Lock()
+_BLAS_LIMITED = False
 
 
 @dataclass(frozen=True)
@@ -275,10 +279,28 @@ def map_clouds(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     """Call `fn` on every item on the shared worker threads; return the results in order.
 
     NumPy releases the GIL inside its linear algebra, so scoring several resamples or
-    layers at once uses every core while each BLAS call stays on one thread. Keep BLAS at
-    one thread (`core.threads.use_one_blas_thread`), or the threads compete.
+    layers at once uses every core while each BLAS call stays on one thread (see
+    `use_one_blas_thread`, which this calls).
     """
+    use_one_blas_thread()
     return list(_POOL.map(fn, items))
+
+
+def use_one_blas_thread() -> None:
+    """Set NumPy's BLAS to one thread for the rest of the process; later calls do nothing.
+
+    `map_clouds` runs several BLAS calls at once, and on a busy 2-core machine a second
+    OpenBLAS thread per call, spin-waiting, made the bootstrap ten times slower. The count
+    is one setting for the whole process. A block that limits it and restores it afterwards
+    is unsafe with several users at once, because threadpoolctl (3.8) lets only one thread
+    change OpenBLAS and ignores the others. Overlapping blocks left the count wrong.
+    Setting it once, for good, has no such race. Torch does not use this BLAS.
+    """
+    global _BLAS_LIMITED
+    with _BLAS_LOCK:
+        if not _BLAS_LIMITED:
+            threadpool_limits(limits=1, user_api="blas")
+            _BLAS_LIMITED = True
 
 
 def bootstrap_metrics(

@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import torch
-from threadpoolctl import threadpool_limits
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -75,26 +74,3 @@ def cpu_streams() -> CpuStreams | None:
                 torch.set_num_threads(default)  # the workers changed the default; restore it
             _CHECKED = True
         return _STREAMS
-
-
-
-_BLAS_LOCK = threading.Lock()
-_BLAS_LIMITED = False
-
-
-def use_one_blas_thread() -> None:
-    """Set NumPy's BLAS to one thread for the rest of the process; later calls do nothing.
-
-    The geometry code runs several BLAS calls at once on its own threads, and on a busy
-    2-core machine a second OpenBLAS thread per call, spin-waiting, made the bootstrap ten
-    times slower. The count is one setting for the whole process. A block that limits it and
-    restores it afterwards is unsafe with several users at once, because threadpoolctl
-    (3.8) lets only one thread change OpenBLAS and ignores the others. Overlapping blocks
-    left the count wrong. Setting it once, for good, has no such race. Torch does not use
-    this BLAS.
-    """
-    global _BLAS_LIMITED
-    with _BLAS_LOCK:
-        if not _BLAS_LIMITED:
-            threadpool_limits(limits=1, user_api="blas")
-            _BLAS_LIMITED = True

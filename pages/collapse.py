@@ -159,8 +159,8 @@ def sample_scores(name: str, reference: str, texts: tuple[str, ...], settings_ke
     return diversity.cached_diversity(_lm, list(texts), _ref, _settings)
 
 
-# A press stores what it asked for; later reruns show that result only while nothing changed,
-# so moving a setting never starts a minute of sampling by itself.
+# A press stores the models and settings it measured. Later reruns show that result only while
+# they are unchanged, so moving a setting never starts a minute of sampling by itself.
 div_request = (tuple(loaded), int(n_div), repr(div_settings))
 if st.button("Sample and measure diversity", type="primary"):
     st.session_state["div_request"] = div_request

@@ -257,3 +257,29 @@ def test_every_metric_states_its_direction():
     for name, info in geometry.METRICS.items():
         assert info.collapsed_when in ("lower", "higher"), name
         assert info.value_range, name
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert counts, "threadpoolctl found no BLAS library"
+    return counts
+
+
+def test_one_blas_thread_stays_set(lab_home):
+    import threading
+
+    from core import collapse
+
+    # Several users scoring at once, from threads that then exit.
+    workers = [threading.Thread(target=collapse.null_geometry, args=(64 + 16 * k, 24),
+                                kwargs={"settings": collapse.CollapseSettings(n_boot=20)})
+               for k in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert set(_blas_threads()) == {1}
+    geometry.use_one_blas_thread()  # a second call changes nothing
+    assert set(_blas_threads()) == {1}

@@ -78,28 +78,3 @@ def test_autocast_reaches_workers(tiny_lm, monkeypatch):
         together = inference.hidden_states(tiny_lm, TEXTS, batch_size=2)
     assert torch.allclose(split["last"], together["last"], atol=1e-6)
     assert not torch.allclose(split["last"], plain["last"], atol=1e-6)
-
-
-def _blas_threads() -> list[int]:
-    import numpy  # noqa: F401  (loads the BLAS library that threadpoolctl reports)
-    from threadpoolctl import threadpool_info
-
-    counts = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
-    assert counts, "threadpoolctl found no BLAS library"
-    return counts
-
-
-def test_one_blas_thread_stays_set(lab_home):
-    from core import collapse
-
-    # Several users scoring at once, from threads that then exit.
-    workers = [threading.Thread(target=collapse.null_geometry, args=(64 + 16 * k, 24),
-                                kwargs={"settings": collapse.CollapseSettings(n_boot=20)})
-               for k in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert set(_blas_threads()) == {1}
-    threads.use_one_blas_thread()  # a second call changes nothing
-    assert set(_blas_threads()) == {1}
